@@ -1,0 +1,3 @@
+module dashauth
+
+go 1.26
