@@ -25,8 +25,8 @@ import (
 
 const testFrom = "dashauth@example.com"
 
-// testNow is the injected clock: 2025-03-04 05:06:07 at UTC+1.
-var testNow = time.Date(2025, 3, 4, 5, 6, 7, 0, time.FixedZone("", 3600))
+// mailNow is the injected clock: 2025-03-04 05:06:07 at UTC+1.
+var mailNow = time.Date(2025, 3, 4, 5, 6, 7, 0, time.FixedZone("", 3600))
 
 // testRandom returns a reader of the bytes 0, 1, 2, ... so ids and boundaries are fixed.
 func testRandom() io.Reader {
@@ -50,7 +50,7 @@ func validMessage() message {
 
 func TestBuildMessageGolden(t *testing.T) {
 	t.Parallel()
-	got, err := buildMessage(testFrom, validMessage(), testNow, testRandom())
+	got, err := buildMessage(testFrom, validMessage(), mailNow, testRandom())
 	if err != nil {
 		t.Fatalf("buildMessage: %v", err)
 	}
@@ -169,7 +169,7 @@ func TestBuildMessageCodeOnItsOwnLine(t *testing.T) {
 			t.Parallel()
 			m := validMessage()
 			m.Text = tc.text
-			raw, err := buildMessage(testFrom, m, testNow, testRandom())
+			raw, err := buildMessage(testFrom, m, mailNow, testRandom())
 			if err != nil {
 				t.Fatalf("buildMessage: %v", err)
 			}
@@ -192,7 +192,7 @@ func TestBuildMessageMessageID(t *testing.T) {
 	t.Parallel()
 	m := validMessage()
 	m.MessageID = "<magic_auth_01HXYZ.event_02@dashauth.example.org>"
-	raw, err := buildMessage(testFrom, m, testNow, testRandom())
+	raw, err := buildMessage(testFrom, m, mailNow, testRandom())
 	if err != nil {
 		t.Fatalf("buildMessage: %v", err)
 	}
@@ -203,7 +203,7 @@ func TestBuildMessageMessageID(t *testing.T) {
 	// Generated ids and boundaries come from the random source, and differ per mail.
 	var ids, boundaries []string
 	for range 2 {
-		raw, err := buildMessage("noreply@mail.example.net", validMessage(), testNow, rand.Reader)
+		raw, err := buildMessage("noreply@mail.example.net", validMessage(), mailNow, rand.Reader)
 		if err != nil {
 			t.Fatalf("buildMessage: %v", err)
 		}
@@ -226,7 +226,7 @@ func TestBuildMessageMessageID(t *testing.T) {
 func TestBuildMessageRandomFailure(t *testing.T) {
 	t.Parallel()
 	boom := errors.New("entropy gone")
-	_, err := buildMessage(testFrom, validMessage(), testNow, iotest.ErrReader(boom))
+	_, err := buildMessage(testFrom, validMessage(), mailNow, iotest.ErrReader(boom))
 	if !errors.Is(err, boom) {
 		t.Fatalf("buildMessage with a failing random source: %v, want %v", err, boom)
 	}
@@ -243,7 +243,7 @@ func TestBuildMessageSubjectEncoding(t *testing.T) {
 	} {
 		m := validMessage()
 		m.Subject = subject
-		raw, err := buildMessage(testFrom, m, testNow, testRandom())
+		raw, err := buildMessage(testFrom, m, mailNow, testRandom())
 		if err != nil {
 			t.Fatalf("buildMessage(subject %q): %v", subject, err)
 		}
@@ -334,7 +334,7 @@ func TestBuildMessageRejectsHostileHeaders(t *testing.T) {
 			t.Parallel()
 			m, from := validMessage(), testFrom
 			tc.change(&m, &from)
-			raw, err := buildMessage(from, m, testNow, testRandom())
+			raw, err := buildMessage(from, m, mailNow, testRandom())
 			if !errors.Is(err, tc.want) || raw != nil {
 				t.Fatalf("buildMessage = %q, %v; want nil, %v", raw, err, tc.want)
 			}
@@ -360,7 +360,7 @@ func TestBuildMessageBoundaries(t *testing.T) {
 			t.Parallel()
 			m, from := validMessage(), testFrom
 			tc.change(&m, &from)
-			raw, err := buildMessage(from, m, testNow, testRandom())
+			raw, err := buildMessage(from, m, mailNow, testRandom())
 			if err != nil {
 				t.Fatalf("buildMessage: %v", err)
 			}
@@ -490,14 +490,14 @@ func newTestMailer(t *testing.T, cfg smtpConfig) *smtpMailer {
 	if err != nil {
 		t.Fatalf("newSMTPMailer: %v", err)
 	}
-	m.now = func() time.Time { return testNow }
+	m.now = func() time.Time { return mailNow }
 	m.random = testRandom()
 	return m
 }
 
 func TestSendEndToEnd(t *testing.T) {
 	t.Parallel()
-	want, err := buildMessage(testFrom, validMessage(), testNow, testRandom())
+	want, err := buildMessage(testFrom, validMessage(), mailNow, testRandom())
 	if err != nil {
 		t.Fatalf("buildMessage: %v", err)
 	}
@@ -809,7 +809,7 @@ func FuzzBuildMessage(f *testing.F) {
 	f.Add("0@0", "0", "0000\r\xf2\n") // mime/quotedprintable loses this LF unless given LFs only
 	f.Fuzz(func(t *testing.T, to, subject, text string) {
 		m := message{To: to, Subject: subject, Text: text, HTML: "<p>" + text + "</p>"}
-		raw, err := buildMessage(testFrom, m, testNow, testRandom())
+		raw, err := buildMessage(testFrom, m, mailNow, testRandom())
 		if err != nil {
 			if !errors.Is(err, errBadHeader) && !errors.Is(err, errBadAddress) && !errors.Is(err, errMessageTooLarge) {
 				t.Fatalf("buildMessage: unexpected error %v", err)
@@ -836,8 +836,8 @@ func FuzzBuildMessage(f *testing.F) {
 		if msg.Header.Get("To") != to || msg.Header.Get("From") != testFrom {
 			t.Errorf("To %q From %q, want %q %q", msg.Header.Get("To"), msg.Header.Get("From"), to, testFrom)
 		}
-		if d, err := msg.Header.Date(); err != nil || !d.Equal(testNow) {
-			t.Errorf("Date %v (%v), want %v", d, err, testNow)
+		if d, err := msg.Header.Date(); err != nil || !d.Equal(mailNow) {
+			t.Errorf("Date %v (%v), want %v", d, err, mailNow)
 		}
 		if utf8.ValidString(subject) && !strings.Contains(subject, "=?") {
 			got, err := new(mime.WordDecoder).DecodeHeader(msg.Header.Get("Subject"))

@@ -1,11 +1,15 @@
 package main
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"html"
+	"net/http"
 	"strconv"
 	"strings"
 	"time"
@@ -164,4 +168,192 @@ func validEventID(id string) bool { return validWorkOSID(id, "event_") }
 func validWorkOSID(id, prefix string) bool {
 	rest, ok := strings.CutPrefix(id, prefix)
 	return ok && len(rest) == ulidLen && allIn(rest, ulidAlphabet)
+}
+
+// Delivery bookkeeping for magic_auth.created (CONTRACT.md, "Webhook").
+const (
+	// webhookDoneTTL keeps a done event id for WorkOS's whole retry
+	// window: it retries failed deliveries for 3 days.
+	webhookDoneTTL = 72 * time.Hour
+	// webhookLease is how long a claim on an event in progress lives. It
+	// outlasts one delivery (workosTimeout + smtpTimeout) so a slow attempt
+	// keeps it, and is short enough that a replica that crashed mid-delivery
+	// blocks the event only until WorkOS's next retry.
+	webhookLease = 60 * time.Second
+
+	claimProcessing = "processing"
+	claimDone       = "done"
+)
+
+// webhookEvent is the part of a WorkOS event the service reads.
+type webhookEvent struct {
+	ID    string          `json:"id"`
+	Event string          `json:"event"`
+	Data  json.RawMessage `json:"data"`
+}
+
+// handleWebhook verifies a WorkOS event, and for magic_auth.created mails
+// the code exactly once. It answers 2xx only once the mail was accepted
+// (or the event needs no mail), so WorkOS retries every other outcome.
+func (s *server) handleWebhook(w http.ResponseWriter, r *http.Request) {
+	body, ok := readBody(w, r)
+	if !ok {
+		s.metrics.inc("dashauth_webhook_events_total", "outcome", "rejected")
+		return
+	}
+	secret := []byte(s.cfg.WorkOSWebhookSecret)
+	if err := verifyWebhookSignature(r.Header.Get("WorkOS-Signature"), body, secret, s.now()); err != nil {
+		s.metrics.inc("dashauth_webhook_events_total", "outcome", "rejected")
+		s.log.Warn("webhook rejected", "err", err)
+		writeError(w, http.StatusUnauthorized, "invalid_signature")
+		return
+	}
+	var ev webhookEvent
+	if err := json.Unmarshal(body, &ev); err != nil {
+		s.metrics.inc("dashauth_webhook_events_total", "outcome", "rejected")
+		writeError(w, http.StatusBadRequest, "invalid_json")
+		return
+	}
+	if ev.Event != "magic_auth.created" {
+		s.metrics.inc("dashauth_webhook_events_total", "outcome", "ignored")
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ignored"})
+		return
+	}
+	var data struct {
+		ID string `json:"id"`
+	}
+	if err := json.Unmarshal(ev.Data, &data); err != nil || !validEventID(ev.ID) || !validMagicAuthID(data.ID) {
+		s.metrics.inc("dashauth_webhook_events_total", "outcome", "rejected")
+		writeError(w, http.StatusBadRequest, "invalid_event")
+		return
+	}
+	if s.workos == nil {
+		// Email+code mode has no WorkOS key to fetch the code with.
+		s.metrics.inc("dashauth_webhook_events_total", "outcome", "ignored")
+		writeError(w, http.StatusNotFound, "workos_not_enabled")
+		return
+	}
+
+	status, outcome := s.deliverMagicAuth(r.Context(), ev.ID, data.ID)
+	s.metrics.inc("dashauth_webhook_events_total", "outcome", outcome)
+	switch status {
+	case http.StatusOK:
+		writeJSON(w, status, map[string]string{"status": outcome})
+	case http.StatusConflict:
+		writeError(w, status, "delivery_in_progress")
+	default:
+		writeError(w, status, "delivery_failed")
+	}
+}
+
+// deliverMagicAuth claims the event, fetches the magic auth and mails its
+// code, and returns the HTTP status and the metrics outcome.
+//
+// The claim is a set-if-absent with a short lease: only one delivery of an
+// event runs at a time across replicas. It becomes "done" for three days
+// only after SMTP accepted the mail, and is released on failure so the
+// retry WorkOS makes after our 503 can deliver. When the store itself
+// fails, the mail goes out anyway: a duplicate login mail is harmless, a
+// lost one locks a person out.
+func (s *server) deliverMagicAuth(ctx context.Context, eventID, magicAuthID string) (status int, outcome string) {
+	claim := s.key("webhook", eventID)
+	// Bookkeeping must happen even if WorkOS hangs up mid-delivery.
+	bg := context.WithoutCancel(ctx)
+	deduped := true
+	sctx, cancel := context.WithTimeout(bg, storeTimeout)
+	defer cancel()
+	set, err := s.store.SetNX(sctx, claim, claimProcessing, webhookLease)
+	switch {
+	case err != nil:
+		deduped = false
+		s.metrics.inc("dashauth_store_errors_total", "", "")
+		s.metrics.inc("dashauth_webhook_undeduped_total", "", "")
+		s.log.Error("webhook: store unreachable; delivering without de-duplication", "event", eventID, "err", err)
+	case !set:
+		state, found, err := s.store.Get(sctx, claim)
+		switch {
+		case err != nil:
+			deduped = false
+			s.metrics.inc("dashauth_store_errors_total", "", "")
+			s.metrics.inc("dashauth_webhook_undeduped_total", "", "")
+		case found && state == claimDone:
+			s.metrics.inc("dashauth_dedup_hits_total", "", "")
+			return http.StatusOK, "duplicate"
+		default: // in progress elsewhere, or its lease ran out this instant
+			s.metrics.inc("dashauth_dedup_hits_total", "", "")
+			return http.StatusConflict, "duplicate"
+		}
+	}
+	release := func() {
+		if deduped {
+			ctx, cancel := context.WithTimeout(bg, storeTimeout)
+			defer cancel()
+			if _, err := s.store.Del(ctx, claim); err != nil {
+				s.log.Error("webhook: could not release claim; it expires with its lease", "event", eventID, "err", err)
+			}
+		}
+	}
+
+	ma, err := s.workos.magicAuth(ctx, magicAuthID)
+	if err != nil {
+		release()
+		s.log.Error("webhook: fetch magic auth", "event", eventID, "magic_auth", magicAuthID, "err", err)
+		return http.StatusServiceUnavailable, "failed"
+	}
+	expires, err := time.Parse(time.RFC3339Nano, ma.ExpiresAt)
+	if err == nil && !s.now().Before(expires) {
+		s.markDone(bg, claim, deduped)
+		s.log.Info("webhook: magic auth already expired; no mail", "event", eventID)
+		return http.StatusOK, "ignored"
+	}
+	addr, okAddr := parseEmail(ma.Email)
+	if err != nil || !okAddr || !validCode(ma.Code) {
+		release()
+		s.log.Error("webhook: WorkOS returned a magic auth we cannot mail", "event", eventID, "magic_auth", magicAuthID)
+		return http.StatusServiceUnavailable, "failed"
+	}
+
+	if err := s.mail.Send(ctx, s.magicAuthMail(eventID, addr, ma.Code, expires)); err != nil {
+		release()
+		s.metrics.inc("dashauth_mails_total", "result", "failed")
+		s.log.Error("webhook: mail failed", "event", eventID, "err", err)
+		return http.StatusServiceUnavailable, "failed"
+	}
+	s.metrics.inc("dashauth_mails_total", "result", "sent")
+	s.markDone(bg, claim, deduped)
+	return http.StatusOK, "delivered"
+}
+
+func (s *server) markDone(ctx context.Context, claim string, deduped bool) {
+	if !deduped {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	defer cancel()
+	if err := s.store.Set(ctx, claim, claimDone, webhookDoneTTL); err != nil {
+		s.metrics.inc("dashauth_store_errors_total", "", "")
+		s.log.Error("webhook: could not mark event done; a retry may mail again", "key", claim, "err", err)
+	}
+}
+
+func (s *server) magicAuthMail(eventID, addr, code string, expires time.Time) message {
+	link := s.cfg.WorkOSSigninBaseURL
+	_, domain, _ := strings.Cut(s.cfg.SMTP.From, "@")
+	if domain == "" {
+		domain = "dashauth.localhost"
+	}
+	until := expires.UTC().Format("15:04 UTC")
+	return message{
+		To:        addr,
+		Subject:   "Your sign-in code",
+		MessageID: "<" + eventID + "@" + domain + ">",
+		Text: "Your sign-in code is:\r\n\r\n" + code + "\r\n\r\n" +
+			"It is valid until " + until + " and can be used once.\r\n" +
+			"Go back to signing in: " + link + "\r\n\r\n" +
+			"If you did not ask to sign in, ignore this mail.\r\n",
+		HTML: "<p>Your sign-in code is:</p><p style=\"font-size:24px;font-family:monospace\"><b>" + code + "</b></p>" +
+			"<p>It is valid until " + until + " and can be used once.</p>" +
+			"<p><a href=\"" + html.EscapeString(link) + "\">Go back to signing in</a></p>" +
+			"<p>If you did not ask to sign in, ignore this mail.</p>",
+	}
 }
