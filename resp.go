@@ -74,8 +74,9 @@ type redisPool struct {
 	commandTimeout time.Duration
 	dial           func(ctx context.Context) (net.Conn, error) // replaced in tests
 
-	// slots holds one token for each connection open or being opened, so at most PoolSize
-	// exist. idle holds the open connections nobody uses; a broken one never goes back.
+	// slots holds one token for each command in progress, so at most PoolSize connections are
+	// busy. idle holds the open connections nobody uses; a broken one never goes back. A new
+	// connection is dialed only when none is idle, so at most PoolSize are open at all.
 	slots chan struct{}
 	idle  chan *respConn
 
@@ -290,6 +291,9 @@ type respConn struct {
 	// Idle watch. While the connection waits in the pool a goroutine blocks reading from it, so
 	// that a server that closed it meanwhile (restart, CLIENT KILL, idle timeout) is noticed
 	// before a command is sent, and the connection is replaced instead of failing that command.
+	// A close in the last instant before reuse (before the runtime has delivered it to the
+	// watch) is not seen: that one command fails, as with no watch, and is not retried, since
+	// the server may have run it. The next command dials again.
 	idleDone chan error
 }
 

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -30,6 +31,8 @@ type scriptConn struct {
 	script    []byte   // released, not yet read
 	chunk     int
 	eof       bool
+	hangUp    int  // when > 0, the server hangs up on command number hangUp instead of answering
+	failWrite bool // Write fails, as on a reset connection
 	written   bytes.Buffer
 	commands  int // whole commands in written
 	closed    bool
@@ -64,7 +67,7 @@ func (c *scriptConn) Read(p []byte) (int, error) {
 			n := copy(p, c.script)
 			c.script = c.script[n:]
 			return n, nil
-		case c.eof:
+		case c.eof || (c.hangUp > 0 && c.commands >= c.hangUp):
 			return 0, io.EOF
 		case !c.readDL.IsZero() && !time.Now().Before(c.readDL):
 			return 0, os.ErrDeadlineExceeded
@@ -90,6 +93,9 @@ func (c *scriptConn) Write(p []byte) (int, error) {
 	defer c.mu.Unlock()
 	if c.closed {
 		return 0, net.ErrClosed
+	}
+	if c.failWrite {
+		return 0, syscall.ECONNRESET
 	}
 	c.written.Write(p)
 	// Count whole commands (arrays of bulk strings, which readReply parses too) and release
@@ -623,6 +629,32 @@ func TestRedisIdleConnectionClosedByServer(t *testing.T) {
 	}
 }
 
+func TestRedisConnectionClosedAtReuse(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	// The server closes the idle connection just as the next command goes out: the watch saw
+	// nothing, so that command fails. It is not retried (the server may have run it), and the
+	// next command dials again.
+	first := newScriptConn("+PONG\r\n")
+	first.hangUp = 2
+	s, dials := scriptedStore(t, "redis://127.0.0.1:6379", redisOptions{}, first, newScriptConn("+OK\r\n"))
+	if err := s.Ping(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.SetNX(ctx, "k", "v", time.Second); !errors.Is(err, io.EOF) {
+		t.Fatalf("SetNX on the closing connection: %v; want EOF", err)
+	}
+	if set, err := s.SetNX(ctx, "k", "v", time.Second); err != nil || !set {
+		t.Fatalf("SetNX after = %v, %v", set, err)
+	}
+	if n := dials.Load(); n != 2 {
+		t.Errorf("%d dials; want 2", n)
+	}
+	if sent := first.sent(); strings.Count(sent, "SET") != 1 {
+		t.Errorf("the failed command was sent again on the old connection: %q", sent)
+	}
+}
+
 func TestRedisIdleConnectionReused(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -748,6 +780,72 @@ func TestRedisPoolBound(t *testing.T) {
 	wg.Wait()
 	if n := dials.Load(); n != 2 {
 		t.Errorf("%d dials; want at most the pool size", n)
+	}
+}
+
+func TestRedisPoolWaitBounded(t *testing.T) {
+	t.Parallel()
+	s, dials := scriptedStore(t, "redis://127.0.0.1:6379", redisOptions{PoolSize: 2, CommandTimeout: 20 * time.Millisecond})
+	s.pool.slots <- struct{}{} // two commands in progress elsewhere
+	s.pool.slots <- struct{}{}
+	// No context deadline: the wait for a free connection is bounded by CommandTimeout.
+	err := s.Ping(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "no free connection") {
+		t.Fatalf("Ping: %v; want no free connection", err)
+	}
+	if n := dials.Load(); n != 0 {
+		t.Errorf("%d dials beyond the pool size", n)
+	}
+}
+
+func TestRedisIOErrorsBreakConnection(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	tests := []struct {
+		name string
+		conn *scriptConn
+		want error
+		opts redisOptions
+	}{
+		{"write fails", &scriptConn{failWrite: true, changed: make(chan struct{})}, syscall.ECONNRESET, redisOptions{}},
+		{"stalls mid-bulk", newScriptConn("$10\r\nabc"), os.ErrDeadlineExceeded, redisOptions{CommandTimeout: 20 * time.Millisecond}},
+		{"stalls mid-line", newScriptConn("+PON"), os.ErrDeadlineExceeded, redisOptions{CommandTimeout: 20 * time.Millisecond}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			s, dials := scriptedStore(t, "redis://127.0.0.1:6379", tt.opts, tt.conn, newScriptConn("$1\r\nv\r\n"))
+			if _, _, err := s.Get(ctx, "k"); !errors.Is(err, tt.want) || errors.Is(err, errProtocol) {
+				t.Fatalf("Get: %v; want %v", err, tt.want)
+			}
+			if !tt.conn.isClosed() {
+				t.Error("connection left open after an I/O error")
+			}
+			if v, _, err := s.Get(ctx, "k"); err != nil || v != "v" || dials.Load() != 2 {
+				t.Fatalf("Get after = %q, %v with %d dials; want a new connection", v, err, dials.Load())
+			}
+		})
+	}
+}
+
+func TestRedisCanceledBeforeSending(t *testing.T) {
+	t.Parallel()
+	conn := newScriptConn("+PONG\r\n", "+PONG\r\n")
+	s, dials := scriptedStore(t, "redis://127.0.0.1:6379", redisOptions{}, conn)
+	if err := s.Ping(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := s.Ping(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Ping: %v; want context.Canceled", err)
+	}
+	// Nothing was sent, so the connection is still in step and kept.
+	if err := s.Ping(context.Background()); err != nil || dials.Load() != 1 {
+		t.Fatalf("Ping after = %v with %d dials; want the same connection", err, dials.Load())
+	}
+	if n := strings.Count(conn.sent(), "PING"); n != 2 {
+		t.Errorf("%d PINGs sent; want 2", n)
 	}
 }
 
