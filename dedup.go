@@ -2,13 +2,16 @@ package main
 
 // dedup.go holds the state shared across replicas: done webhook events, login codes, rate
 // limit counters and revoked sessions. store is the small interface the rest of the service
-// uses; memoryStore keeps it in the process (one replica only).
+// uses; memoryStore keeps it in the process (one replica only), redisStore in Redis.
 
 import (
 	"container/heap"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"net"
+	"net/url"
 	"strconv"
 	"sync"
 	"time"
@@ -39,6 +42,8 @@ var (
 	errBadTTL = errors.New("ttl must be positive")
 	// errNotInteger: Incr on a value that is not a counter, or a counter at its maximum.
 	errNotInteger = errors.New("value is not an integer or out of range")
+	// errBadRedisURL: REDIS_URL is not a URL this client accepts.
+	errBadRedisURL = errors.New("bad redis URL")
 )
 
 // defaultMemoryMaxKeys bounds the memory store when the caller gives no bound. An entry is a
@@ -254,4 +259,280 @@ func (h *expiryHeap) Pop() any {
 	old[len(old)-1] = nil // let the entry be collected
 	*h = old[:len(old)-1]
 	return e
+}
+
+// redisOptions tune newRedisStore. Zero values take the defaults.
+type redisOptions struct {
+	// TLSConfig is the base configuration for rediss:// URLs, for example with RootCAs. It is
+	// cloned; ServerName defaults to the URL's host and MinVersion is at least TLS 1.2.
+	// redis:// URLs ignore it.
+	TLSConfig *tls.Config
+	// DialTimeout bounds connecting, TLS handshake included (default 2 s).
+	DialTimeout time.Duration
+	// CommandTimeout bounds each command from sending to the whole reply, and the wait for a
+	// free connection (default 2 s). A shorter context deadline wins.
+	CommandTimeout time.Duration
+	// PoolSize bounds the connections open at once (default 8).
+	PoolSize int
+}
+
+const (
+	defaultRedisDialTimeout    = 2 * time.Second
+	defaultRedisCommandTimeout = 2 * time.Second
+	defaultRedisPoolSize       = 8
+)
+
+// maxRedisDB bounds the database number. Redis ships with 16 (redis.conf "databases 16");
+// more needs a reconfigured server, and a number in the thousands is a typo.
+const maxRedisDB = 9999
+
+// redisConfig is what a Redis URL says.
+type redisConfig struct {
+	addr     string // host:port
+	host     string // for TLS ServerName
+	useTLS   bool
+	username string // empty: AUTH with the password alone (the default user)
+	password string // empty: no AUTH
+	db       int
+}
+
+// parseRedisURL parses redis://[user:pass@]host[:port][/db] and rediss://... (TLS). The port
+// defaults to 6379. It rejects anything it would not honour: other schemes, query options,
+// fragments, a path other than a database number, a user without a password.
+//
+// Its errors never quote the input, not even in part: the URL carries a password, and a
+// mistyped URL can put the password where a host or path is expected.
+func parseRedisURL(raw string) (redisConfig, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		// url.Error quotes the whole input, so only its kind is kept.
+		return redisConfig{}, fmt.Errorf("%w: does not parse as a URL", errBadRedisURL)
+	}
+	var cfg redisConfig
+	switch u.Scheme {
+	case "redis":
+	case "rediss":
+		cfg.useTLS = true
+	default:
+		return redisConfig{}, fmt.Errorf("%w: scheme must be redis or rediss", errBadRedisURL)
+	}
+	switch {
+	case u.Opaque != "":
+		return redisConfig{}, fmt.Errorf("%w: want redis://host:port", errBadRedisURL)
+	case u.RawQuery != "" || u.ForceQuery:
+		return redisConfig{}, fmt.Errorf("%w: query options are not supported", errBadRedisURL)
+	case u.Fragment != "" || u.RawFragment != "":
+		return redisConfig{}, fmt.Errorf("%w: fragments are not supported", errBadRedisURL)
+	case u.Hostname() == "":
+		return redisConfig{}, fmt.Errorf("%w: host is required", errBadRedisURL)
+	}
+	cfg.host = u.Hostname()
+	port := u.Port()
+	if port == "" {
+		if len(u.Host) > 0 && u.Host[len(u.Host)-1] == ':' {
+			return redisConfig{}, fmt.Errorf("%w: empty port", errBadRedisURL)
+		}
+		port = "6379"
+	}
+	if n, err := strconv.Atoi(port); err != nil || !allDigits([]byte(port)) || n < 1 || n > 65535 {
+		return redisConfig{}, fmt.Errorf("%w: port must be a number from 1 to 65535", errBadRedisURL)
+	}
+	cfg.addr = net.JoinHostPort(cfg.host, port)
+	if u.User != nil {
+		cfg.username = u.User.Username()
+		pass, ok := u.User.Password()
+		if !ok || pass == "" {
+			return redisConfig{}, fmt.Errorf("%w: a user needs a password (redis://user:pass@host or redis://:pass@host)", errBadRedisURL)
+		}
+		cfg.password = pass
+	}
+	switch db := u.Path; {
+	case db == "" || db == "/":
+	case db[0] != '/' || !allDigits([]byte(db[1:])) || (db[1] == '0' && len(db) > 2) || len(db) > 5:
+		return redisConfig{}, fmt.Errorf("%w: path must be a database number from 0 to %d", errBadRedisURL, maxRedisDB)
+	default:
+		cfg.db, _ = strconv.Atoi(db[1:]) // all digits, at most 4 of them
+	}
+	return cfg, nil
+}
+
+// redactedURL returns rawURL fit for a log line: the password replaced, or a fixed text when
+// the URL is not one parseRedisURL accepts (it might hold the password anywhere).
+func redactedURL(rawURL string) string {
+	if _, err := parseRedisURL(rawURL); err != nil {
+		return "(invalid redis URL)"
+	}
+	u, _ := url.Parse(rawURL) // parsed above
+	return u.Redacted()
+}
+
+// redisStore is a store in Redis, through a small pool of RESP2 connections (resp.go).
+type redisStore struct {
+	pool *redisPool
+}
+
+// newRedisStore checks rawURL and opts and returns a store. It does not connect: every
+// command takes an idle connection or dials a new one, so a Redis that is down at start or
+// restarts later is reached as soon as it answers. Call Ping to check it answers now.
+func newRedisStore(rawURL string, opts redisOptions) (*redisStore, error) {
+	cfg, err := parseRedisURL(rawURL)
+	if err != nil {
+		return nil, err
+	}
+	if opts.DialTimeout < 0 || opts.CommandTimeout < 0 || opts.PoolSize < 0 {
+		return nil, errors.New("redis options: timeouts and pool size must not be negative")
+	}
+	return &redisStore{pool: newRedisPool(cfg, opts)}, nil
+}
+
+func (s *redisStore) Get(ctx context.Context, key string) (value string, ok bool, err error) {
+	err = s.pool.exec(ctx, func(reply any) error {
+		switch r := reply.(type) {
+		case nil:
+			return nil
+		case []byte:
+			value, ok = string(r), true
+			return nil
+		}
+		return unexpectedReply(reply)
+	}, "GET", key)
+	if err != nil {
+		return "", false, fmt.Errorf("redis GET %q: %w", key, err)
+	}
+	return value, ok, nil
+}
+
+func (s *redisStore) Set(ctx context.Context, key, value string, ttl time.Duration) error {
+	ms, err := ttlMillis(ttl)
+	if err == nil {
+		err = s.pool.exec(ctx, expectOK, "SET", key, value, "PX", ms)
+	}
+	if err != nil {
+		return fmt.Errorf("redis SET %q: %w", key, err)
+	}
+	return nil
+}
+
+func (s *redisStore) SetNX(ctx context.Context, key, value string, ttl time.Duration) (set bool, err error) {
+	ms, err := ttlMillis(ttl)
+	if err == nil {
+		err = s.pool.exec(ctx, func(reply any) error {
+			if reply == nil {
+				return nil // NX and the key exists
+			}
+			set = true
+			return expectOK(reply)
+		}, "SET", key, value, "PX", ms, "NX")
+	}
+	if err != nil {
+		return false, fmt.Errorf("redis SET NX %q: %w", key, err)
+	}
+	return set, nil
+}
+
+// incrScript is Incr in one step. Two commands, INCR then PEXPIRE, would leave a counter
+// without expiry, counting forever, if the client died or the connection broke between them;
+// a script runs atomically. It also repairs a counter that somehow has no expiry (PTTL -1).
+// It returns {count, milliseconds left}.
+const incrScript = `local n = redis.call('INCR', KEYS[1])
+local left = redis.call('PTTL', KEYS[1])
+if n == 1 or left == -1 then
+	redis.call('PEXPIRE', KEYS[1], ARGV[1])
+	left = tonumber(ARGV[1])
+end
+return {n, left}`
+
+func (s *redisStore) Incr(ctx context.Context, key string, ttl time.Duration) (n int64, left time.Duration, err error) {
+	ms, err := ttlMillis(ttl)
+	if err == nil {
+		err = s.pool.exec(ctx, func(reply any) error {
+			a, ok := reply.([]any)
+			if !ok || len(a) != 2 {
+				return unexpectedReply(reply)
+			}
+			count, ok1 := a[0].(int64)
+			pttl, ok2 := a[1].(int64)
+			// PTTL rounds down, so 0 is a counter in its last millisecond.
+			if !ok1 || !ok2 || count < 1 || pttl < 0 {
+				return protocolErrorf("INCR script returned a count below 1 or a negative time left")
+			}
+			n, left = count, time.Duration(pttl)*time.Millisecond
+			return nil
+		}, "EVAL", incrScript, "1", key, ms)
+	}
+	if err != nil {
+		return 0, 0, fmt.Errorf("redis INCR %q: %w", key, err)
+	}
+	return n, left, nil
+}
+
+func (s *redisStore) Del(ctx context.Context, key string) (existed bool, err error) {
+	err = s.pool.exec(ctx, func(reply any) error {
+		switch reply {
+		case int64(0):
+			return nil
+		case int64(1):
+			existed = true
+			return nil
+		}
+		return unexpectedReply(reply)
+	}, "DEL", key)
+	if err != nil {
+		return false, fmt.Errorf("redis DEL %q: %w", key, err)
+	}
+	return existed, nil
+}
+
+func (s *redisStore) Ping(ctx context.Context) error {
+	err := s.pool.exec(ctx, func(reply any) error {
+		if reply != "PONG" {
+			return unexpectedReply(reply)
+		}
+		return nil
+	}, "PING")
+	if err != nil {
+		return fmt.Errorf("redis PING: %w", err)
+	}
+	return nil
+}
+
+// Close closes the idle connections, and the busy ones as they come back. Later calls fail
+// with errStoreClosed.
+func (s *redisStore) Close() error {
+	s.pool.close()
+	return nil
+}
+
+// ttlMillis turns ttl into the milliseconds argument of PX, rounding up so that a ttl under a
+// millisecond still expires rather than being refused by Redis.
+func ttlMillis(ttl time.Duration) (string, error) {
+	if ttl <= 0 {
+		return "", errBadTTL
+	}
+	return strconv.FormatInt(int64((ttl+time.Millisecond-1)/time.Millisecond), 10), nil
+}
+
+func expectOK(reply any) error {
+	if reply != "OK" {
+		return unexpectedReply(reply)
+	}
+	return nil
+}
+
+// unexpectedReply describes a reply of the wrong kind by its type and size only: its content
+// may be a stored secret.
+func unexpectedReply(reply any) error {
+	switch r := reply.(type) {
+	case nil:
+		return protocolErrorf("unexpected null reply")
+	case string:
+		return protocolErrorf("unexpected status reply of %d bytes", len(r))
+	case int64:
+		return protocolErrorf("unexpected integer reply")
+	case []byte:
+		return protocolErrorf("unexpected bulk string reply of %d bytes", len(r))
+	case []any:
+		return protocolErrorf("unexpected array reply of %d elements", len(r))
+	}
+	return protocolErrorf("unexpected reply of type %T", reply) // unreachable: readValue makes no other types
 }
