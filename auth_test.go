@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"net/http"
+	"net/mail"
 	"os"
 	"regexp"
 	"strconv"
@@ -353,4 +354,64 @@ func TestEmailCodeDisabledInWorkOSMode(t *testing.T) {
 	if r.field("login_flow") != "workos" {
 		t.Errorf("auth_config %s", r.Body)
 	}
+}
+
+func TestLoginCodeMailFailureIsCounted(t *testing.T) {
+	t.Parallel()
+	ts := newEmailCodeServer(t)
+	ts.mails.fail(errStoreDown)
+	r := ts.post("/v2/user/login_code/", `{"email":"ada@example.com"}`)
+	// The answer never depends on the mail: it goes out after the response.
+	wantSignin(t, r, http.StatusOK, codeSent)
+	ts.background.Wait()
+	if ts.metrics.get("dashauth_mails_total", "result", "failed") != 1 || ts.metrics.get("dashauth_mails_total", "result", "sent") != 0 {
+		t.Error("a failed mail was not counted as failed")
+	}
+}
+
+// FuzzParseEmail: no input panics, and every accepted address is one
+// lower-case bare address that net/mail reads the same way, and that
+// parses to itself again.
+func FuzzParseEmail(f *testing.F) {
+	for _, s := range []string{"ada@example.com", "A.B+c@d-e.example.org", "ada@example.com\r\nBcc: x@y.z",
+		"Ada <ada@example.com>", `"a b"@example.com`, "a@b.c,d@e.f", "adá@example.com", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		addr, ok := parseEmail(s)
+		if !ok {
+			return
+		}
+		if addr != strings.ToLower(s) || len(addr) > maxEmailLen || strings.ContainsAny(addr, " \t\r\n,<>\"()[]\\;:") {
+			t.Fatalf("parseEmail(%q) = %q", s, addr)
+		}
+		if again, ok := parseEmail(addr); !ok || again != addr {
+			t.Fatalf("not idempotent: %q → %q → %q", s, addr, again)
+		}
+		parsed, err := mail.ParseAddress(addr)
+		if err != nil || parsed.Address != addr || parsed.Name != "" {
+			t.Fatalf("net/mail reads %q as %v, %v", addr, parsed, err)
+		}
+	})
+}
+
+// FuzzParseMembers: no file panics the parser, and an accepted file holds
+// only canonical addresses with an organization.
+func FuzzParseMembers(f *testing.F) {
+	f.Add([]byte(testMembers))
+	f.Add([]byte(`{"members":[]}`))
+	f.Add([]byte(`{"members":[{"email":"a@b.co","organization_id":"o","active":true}]}`))
+	f.Add([]byte(`{"members":null}`))
+	f.Add([]byte(`{"members":[{"email":"A@B.co","organization_id":"o"},{"email":"a@b.co","organization_id":"p"}]}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		byEmail, err := parseMembers(data)
+		if err != nil {
+			return
+		}
+		for addr, m := range byEmail {
+			if canon, ok := parseEmail(addr); !ok || canon != addr || m.Email != addr || m.OrganizationID == "" {
+				t.Fatalf("accepted member %q: %+v", addr, m)
+			}
+		}
+	})
 }
