@@ -11,15 +11,19 @@ cd "$(dirname "$0")"
 
 step() { printf '\n== %s\n' "$*"; }
 
-if ! command -v redis-server >/dev/null 2>&1; then
-  step "installing redis-server"
+# redis-server for the store tests, chromium for the browser tests (e2e/).
+missing=()
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+if [ ${#missing[@]} -gt 0 ]; then
+  step "installing ${missing[*]}"
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   $sudo apt-get update -qq
-  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
-# Tests that need Redis fail, rather than skip, when it is missing.
-export DASHAUTH_REQUIRE_REDIS=1
+# Tests that need Redis or a browser fail, rather than skip, without them.
+export DASHAUTH_REQUIRE_REDIS=1 DASHAUTH_REQUIRE_BROWSER=1
 
 step "gofmt"
 unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))

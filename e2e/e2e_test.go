@@ -1,0 +1,267 @@
+// Package e2e drives the real sign-in page in headless Chromium against a
+// dashauth binary built from the parent folder, as a person would use it.
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+)
+
+// chromium finds the browser; in CI (DASHAUTH_REQUIRE_BROWSER=1) a missing
+// one fails the test instead of skipping it.
+func chromium(t *testing.T) string {
+	t.Helper()
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	msg := "chromium not found; install it: apt-get install -y chromium"
+	if os.Getenv("DASHAUTH_REQUIRE_BROWSER") == "1" {
+		t.Fatal(msg)
+	}
+	t.Skip(msg)
+	return ""
+}
+
+// service is a running dashauth with its log lines.
+type service struct {
+	url  string
+	mu   sync.Mutex
+	logs []map[string]any
+	seen chan struct{}
+}
+
+// startService builds dashauth and runs it in development mode on a free port.
+func startService(t *testing.T, env ...string) *service {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "dashauth")
+	build := exec.Command("go", "build", "-o", bin, ".")
+	build.Dir = ".."
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+
+	s := &service{url: fmt.Sprintf("http://localhost:%d", port), seen: make(chan struct{}, 1)}
+	cmd := exec.Command(bin)
+	cmd.Env = append([]string{
+		fmt.Sprintf("LISTEN_ADDR=127.0.0.1:%d", port),
+		"DASHBOARD_URL=" + s.url,
+		"API_URL=" + s.url,
+	}, env...)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Signal(os.Interrupt)
+		cmd.Wait()
+	})
+	ready := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		once := sync.Once{}
+		for sc.Scan() {
+			var line map[string]any
+			if json.Unmarshal(sc.Bytes(), &line) != nil {
+				continue
+			}
+			s.mu.Lock()
+			s.logs = append(s.logs, line)
+			s.mu.Unlock()
+			select {
+			case s.seen <- struct{}{}:
+			default:
+			}
+			if line["msg"] == "listening" {
+				once.Do(func() { close(ready) })
+			}
+		}
+		io.Copy(io.Discard, stderr)
+	}()
+	select {
+	case <-ready:
+	case <-time.After(30 * time.Second):
+		t.Fatal("dashauth did not start listening")
+	}
+	return s
+}
+
+var codeLine = regexp.MustCompile(`(?m)^(\d{6})\r?$`)
+
+// code waits for the development-mode log line of the mail to addr.
+func (s *service) code(t *testing.T, addr string) string {
+	t.Helper()
+	deadline := time.After(10 * time.Second)
+	for {
+		s.mu.Lock()
+		for i := len(s.logs) - 1; i >= 0; i-- {
+			if s.logs[i]["to"] == addr {
+				text, _ := s.logs[i]["text"].(string)
+				if m := codeLine.FindStringSubmatch(text); m != nil {
+					s.mu.Unlock()
+					return m[1]
+				}
+			}
+		}
+		s.mu.Unlock()
+		select {
+		case <-s.seen:
+		case <-deadline:
+			t.Fatalf("no code mailed to %s", addr)
+		}
+	}
+}
+
+func browser(t *testing.T) context.Context {
+	t.Helper()
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(chromium(t)),
+		chromedp.NoSandbox,
+		chromedp.Flag("disable-gpu", true),
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.UserDataDir(t.TempDir()),
+	)
+	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
+	t.Cleanup(cancel)
+	// The browser is newer than the protocol tables of this chromedp, so
+	// it reports events chromedp cannot decode; they do not matter here.
+	quiet := chromedp.WithErrorf(func(string, ...any) {})
+	ctx, cancel2 := chromedp.NewContext(actx, quiet)
+	t.Cleanup(cancel2)
+	ctx, cancel3 := context.WithTimeout(ctx, 60*time.Second)
+	t.Cleanup(cancel3)
+	return ctx
+}
+
+// screenshot keeps a picture of the page when a step fails.
+func screenshot(t *testing.T, ctx context.Context, name string) {
+	var png []byte
+	if err := chromedp.Run(ctx, chromedp.FullScreenshot(&png, 100)); err == nil {
+		path := filepath.Join(os.TempDir(), "dashauth-e2e-"+name+".png")
+		if os.WriteFile(path, png, 0o644) == nil {
+			t.Logf("screenshot: %s", path)
+		}
+	}
+}
+
+func run(t *testing.T, ctx context.Context, step string, actions ...chromedp.Action) {
+	t.Helper()
+	if err := chromedp.Run(ctx, actions...); err != nil {
+		screenshot(t, ctx, strings.ReplaceAll(t.Name(), "/", "_"))
+		if errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("%s: timed out", step)
+		}
+		t.Fatalf("%s: %v", step, err)
+	}
+}
+
+func TestEmailCodeSignInInBrowser(t *testing.T) {
+	svc := startService(t)
+	ctx := browser(t)
+	const addr = "ada@example.com"
+
+	run(t, ctx, "open the page",
+		chromedp.Navigate(svc.url+"/"),
+		chromedp.WaitVisible("#email-form"),
+		chromedp.SendKeys("#email", addr),
+		chromedp.Click(`#email-form button[type=submit]`),
+		chromedp.WaitVisible("#code-form"),
+	)
+	code := svc.code(t, addr)
+
+	var who, org string
+	run(t, ctx, "enter the code",
+		chromedp.SendKeys("#code", code),
+		chromedp.Click(`#code-form button[type=submit]`),
+		chromedp.WaitVisible("#me"),
+		chromedp.Text("#me-email", &who),
+		chromedp.Text("#me-org", &org),
+	)
+	if who != addr || org != "org_dev" {
+		t.Fatalf("signed in as %q in %q", who, org)
+	}
+	screenshot(t, ctx, "signed-in")
+
+	// A reload keeps the session (the cookies are HttpOnly: the page learns
+	// who is signed in only from /v2/user/me/).
+	var cookieText string
+	run(t, ctx, "reload",
+		chromedp.Reload(),
+		chromedp.WaitVisible("#me"),
+		chromedp.Evaluate(`document.cookie`, &cookieText),
+	)
+	if cookieText != "" {
+		t.Fatalf("session cookies readable from script: %q", cookieText)
+	}
+
+	run(t, ctx, "sign out",
+		chromedp.Click("#logout"),
+		chromedp.WaitVisible("#email-form"),
+		chromedp.Reload(),
+		chromedp.WaitVisible("#email-form"),
+	)
+}
+
+func TestWrongCodeInBrowser(t *testing.T) {
+	svc := startService(t)
+	ctx := browser(t)
+	const addr = "bob@example.com"
+	run(t, ctx, "ask for a code",
+		chromedp.Navigate(svc.url+"/"),
+		chromedp.WaitVisible("#email-form"),
+		chromedp.SendKeys("#email", addr),
+		chromedp.Click(`#email-form button[type=submit]`),
+		chromedp.WaitVisible("#code-form"),
+	)
+	code := svc.code(t, addr)
+	wrong := fmt.Sprintf("%06d", (atoi(code)+1)%1000000)
+	var status string
+	run(t, ctx, "enter a wrong code",
+		chromedp.SendKeys("#code", wrong),
+		chromedp.Click(`#code-form button[type=submit]`),
+		chromedp.WaitVisible("#status"),
+		chromedp.Poll(`document.getElementById("status").textContent.length > 0`, nil),
+		chromedp.Text("#status", &status),
+	)
+	if !strings.Contains(status, "not valid") {
+		t.Fatalf("status %q", status)
+	}
+}
+
+func atoi(s string) int {
+	n := 0
+	for _, c := range s {
+		n = n*10 + int(c-'0')
+	}
+	return n
+}
