@@ -228,6 +228,21 @@ func hostileRequestCases() []hostileCase {
 		{name: "API path without its trailing slash", build: get("GET", "/v2/user/me"), status: 404},
 		{name: "dot-dot path onto a route", build: get("GET", "/a/../v2/user/me/"), status: 404},
 		{name: "double slash onto a route", build: get("GET", "/v2/user//me/"), status: 404},
+		{name: "subpath of login_code sends no code", build: body(loginCode+"x", ada), status: 404},
+		{name: "subpath of verify starts no session", build: func(f *hostileFixture) *http.Request {
+			return f.post(verify+"x", verifyBody("ada@example.com", f.code()))
+		}, status: 404},
+		{name: "subpath of logout revokes nothing", build: func(f *hostileFixture) *http.Request {
+			return withCookies(f.post(logout+"x", ""), f.session()...)
+		}, status: 404},
+		{name: "subpath of token_refresh spends nothing", build: func(f *hostileFixture) *http.Request {
+			return withCookies(f.post(refresh+"x", ""), f.session()...)
+		}, status: 404},
+		{name: "subpath of the webhook", build: func(f *hostileFixture) *http.Request {
+			r := f.signedWebhook(hostileOtherEvent)
+			r.URL.Path += "x"
+			return r
+		}, status: 404},
 		{name: "GET on a POST endpoint", build: get("GET", loginCode), status: 405},
 		{name: "PUT on me", build: get("PUT", me), status: 405},
 		{name: "TRACE on me", build: get("TRACE", me), status: 405},

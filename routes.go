@@ -27,19 +27,21 @@ const (
 func (s *server) routes() http.Handler {
 	mux := http.NewServeMux()
 
-	mux.HandleFunc("POST /v2/user/login_code/", s.emailCodeOnly(s.handleLoginCode))
-	mux.HandleFunc("POST /v2/user/login_code/verify/", s.emailCodeOnly(s.handleVerifyCode))
+	// A pattern ending in "/" matches every path below it too, so the API
+	// paths end in {$}: each matches its one path and nothing under it.
+	mux.HandleFunc("POST /v2/user/login_code/{$}", s.emailCodeOnly(s.handleLoginCode))
+	mux.HandleFunc("POST /v2/user/login_code/verify/{$}", s.emailCodeOnly(s.handleVerifyCode))
 
-	mux.HandleFunc("POST /v2/user/workos_login_url/", s.workosOnly(s.handleWorkOSLoginURL))
-	mux.HandleFunc("POST /v2/user/workos_signin_callback/", s.workosOnly(s.handleWorkOSCallback))
-	mux.HandleFunc("POST /v2/user/workos_select_organization/", s.workosOnly(s.handleWorkOSSelectOrganization))
+	mux.HandleFunc("POST /v2/user/workos_login_url/{$}", s.workosOnly(s.handleWorkOSLoginURL))
+	mux.HandleFunc("POST /v2/user/workos_signin_callback/{$}", s.workosOnly(s.handleWorkOSCallback))
+	mux.HandleFunc("POST /v2/user/workos_select_organization/{$}", s.workosOnly(s.handleWorkOSSelectOrganization))
 
-	mux.HandleFunc("GET /v2/user/me/", s.handleMe)
-	mux.HandleFunc("POST /v2/user/token_refresh/", s.handleRefresh)
-	mux.HandleFunc("POST /v2/user/logout/", s.handleLogout)
+	mux.HandleFunc("GET /v2/user/me/{$}", s.handleMe)
+	mux.HandleFunc("POST /v2/user/token_refresh/{$}", s.handleRefresh)
+	mux.HandleFunc("POST /v2/user/logout/{$}", s.handleLogout)
 
-	mux.HandleFunc("POST /v1/workos_webhook/", s.handleWebhook)
-	mux.HandleFunc("GET /v1/auth_config/", s.handleAuthConfig)
+	mux.HandleFunc("POST /v1/workos_webhook/{$}", s.handleWebhook)
+	mux.HandleFunc("GET /v1/auth_config/{$}", s.handleAuthConfig)
 
 	mux.HandleFunc("GET /healthz", s.handleHealth)
 	mux.HandleFunc("GET /readyz", s.handleReady)
@@ -64,6 +66,7 @@ func (s *server) notFound(mux *http.ServeMux) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h, pattern := mux.Handler(r)
 		_, route, _ := strings.Cut(pattern, " ")
+		route = strings.TrimSuffix(route, "{$}")
 		// The mux redirects a path that is not canonical or lacks its
 		// trailing slash; the contract calls those unknown paths.
 		exact := route == r.URL.Path || strings.Contains(route, "{")
@@ -71,6 +74,9 @@ func (s *server) notFound(mux *http.ServeMux) http.Handler {
 			mux.ServeHTTP(w, r)
 			return
 		}
+		// Only the mux's own handlers get here (404, 405 and its redirects
+		// to a cleaned path): every route matches exactly one path, so a
+		// route's handler never runs for a path it was not written for.
 		probe := &statusRecorder{header: make(http.Header)}
 		h.ServeHTTP(probe, r)
 		if probe.status == http.StatusMethodNotAllowed {
