@@ -454,3 +454,20 @@ func FuzzVerifyToken(f *testing.F) {
 		check(signRaw([]byte(testKey), testHeader, s))
 	})
 }
+
+// BenchmarkVerifyToken verifies the valid access token of the shared
+// vectors; bench/ runs golang-jwt on the same token for comparison.
+func BenchmarkVerifyToken(b *testing.B) {
+	const (
+		token  = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJpc3MiOiJodHRwczovL2FwaS5leGFtcGxlLmNvbSIsImF1ZCI6ImRhc2hib2FyZCIsInN1YiI6InVzZXJfMSIsImVtYWlsIjoiYWRhQGV4YW1wbGUuY29tIiwib3JnIjoib3JnX2FjbWUiLCJzaWQiOiJzZXNzXzEiLCJ0eXAiOiJhY2Nlc3MiLCJqdGkiOiJqdGlfMSIsImlhdCI6MTY5OTk5OTk0MCwiZXhwIjoxNzAwMDAwODQwfQ.RmxMbphzNShULxKQmKtBsRae9gMv2l16xjetVnfuKmk"
+		secret = "jwt-vectors-secret-0123456789abcdef0123456789"
+	)
+	keys := [][]byte{[]byte(secret)}
+	now := time.Unix(1700000000, 0)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := verifyToken(token, keys, "https://api.example.com", "access", now); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -467,6 +467,7 @@ func writePEM(t *testing.T, path, typ string, der []byte) {
 
 // BenchmarkRedisSetNX measures one set-if-absent round trip through the pool.
 func BenchmarkRedisSetNX(b *testing.B) {
+	b.ReportAllocs()
 	r := startRedis(b)
 	s, _ := newTestRedisStore(b, r.URL(), redisOptions{})
 	ctx := context.Background()

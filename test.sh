@@ -49,6 +49,11 @@ for m in "${modules[@]}"; do
   (cd "$m" && go test -race -count=1 ./...)
 done
 
+for m in . bench; do
+  step "benchmarks run once ($m)"
+  (cd "$m" && go test -run '^$' -bench . -benchtime 1x ./... >/dev/null)
+done
+
 fuzztime=${FUZZTIME:-10s}
 if [ "$fuzztime" != "0" ]; then
   for target in $(go test -list '^Fuzz' . | grep '^Fuzz'); do
