@@ -22,6 +22,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -402,7 +403,7 @@ func hostileRequestCases() []hostileCase {
 			wantStatus(f.t, f.ts.post(refresh, "", named(cookies, "refresh_token")...), http.StatusOK)
 			f.ts.clock.Advance(f.ts.cfg.RefreshReuse + time.Second)
 			return withCookies(f.post(refresh, ""), named(cookies, "refresh_token")...)
-		}, status: 401, mayChange: []string{"session"}},
+		}, status: 401, mayChange: []string{"session", "revoked"}},
 		{name: "logout with a forged token", build: func(f *hostileFixture) *http.Request {
 			c := f.claimsOf(cookieValue(f.session(), "access_token"))
 			tok, _ := signToken([]byte(testOtherKey), c)
@@ -836,5 +837,60 @@ func TestHostileOversizedHeaderIsRefused(t *testing.T) {
 	got, closed := readUntilClosed(conn, readHeaderTimeout+20*time.Second)
 	if !closed || !strings.HasPrefix(got, "HTTP/1.1 431 ") {
 		t.Fatalf("closed %v, answer %.60q; want 431", closed, got)
+	}
+}
+
+// hookStore runs hook once, just before the first Set of key, so a test can
+// land another request in the middle of a handler.
+type hookStore struct {
+	store
+	mu   sync.Mutex
+	key  string
+	hook func()
+}
+
+func (h *hookStore) Set(ctx context.Context, key, value string, ttl time.Duration) error {
+	h.mu.Lock()
+	hook := h.hook
+	if key == h.key {
+		h.hook = nil
+	} else {
+		hook = nil
+	}
+	h.mu.Unlock()
+	if hook != nil {
+		hook()
+	}
+	return h.store.Set(ctx, key, value, ttl)
+}
+
+// TestHostileLogoutDuringRefresh lands a logout between a refresh's read of
+// the session record and its write of the record (which extends its life).
+// Someone holding a stolen refresh token can refresh in a loop to keep such
+// a window open; the logout must win all the same.
+func TestHostileLogoutDuringRefresh(t *testing.T) {
+	t.Parallel()
+	f := newHostileFixture(t)
+	ts := f.ts
+	cookies := f.session()
+	sid := f.claimsOf(cookieValue(cookies, "access_token")).Sid
+	hs := &hookStore{store: ts.store, key: ts.key("session", sid)}
+	hs.hook = func() {
+		wantStatus(t, ts.post("/v2/user/logout/", "", cookies...), http.StatusOK)
+	}
+	ts.server.store = hs
+	ts.clock.Advance(time.Minute)
+
+	r := ts.post("/v2/user/token_refresh/", "", named(cookies, "refresh_token")...)
+	if hs.hook != nil {
+		t.Fatal("the logout never ran inside the refresh")
+	}
+	wantStatus(t, r, http.StatusUnauthorized)
+	if len(r.cookies()) != 0 {
+		t.Errorf("refresh of a logged-out session set cookies: %v", r.cookies())
+	}
+	wantStatus(t, ts.get("/v2/user/me/", named(cookies, "access_token")...), http.StatusUnauthorized)
+	if _, found, _ := ts.store.Get(context.Background(), ts.key("session", sid)); found {
+		t.Error("the session record outlived the logout")
 	}
 }

@@ -72,6 +72,19 @@ func (s *server) loadSession(ctx context.Context, sid string) (rec sessionRecord
 	return rec, true, nil
 }
 
+// revokeSession ends sid on every replica: it marks the session revoked,
+// then deletes its record. The mark comes first and outlives every token of
+// the session, so a refresh that wrote the record back after the delete
+// sees it (handleRefresh).
+func (s *server) revokeSession(ctx context.Context, sid string) error {
+	keep := s.cfg.RefreshTTL + tokenLeewaySeconds*time.Second
+	if err := s.store.Set(ctx, s.key("revoked", sid), "1", keep); err != nil {
+		return err
+	}
+	_, err := s.store.Del(ctx, s.key("session", sid))
+	return err
+}
+
 // setSessionCookies signs a fresh access and refresh token for sid.
 func (s *server) setSessionCookies(w http.ResponseWriter, sid string, rec sessionRecord) error {
 	now := s.now()
@@ -210,7 +223,7 @@ func (s *server) handleRefresh(w http.ResponseWriter, r *http.Request) {
 		}
 		ms, _ := strconv.ParseInt(spentAt, 10, 64)
 		if now.Sub(time.UnixMilli(ms)) > s.cfg.RefreshReuse {
-			if _, err := s.store.Del(ctx, s.key("session", c.Sid)); err != nil {
+			if err := s.revokeSession(ctx, c.Sid); err != nil {
 				s.storeFailed(w, "revoke session", err)
 				return
 			}
@@ -225,6 +238,23 @@ func (s *server) handleRefresh(w http.ResponseWriter, r *http.Request) {
 	// Extend the record's life with the new refresh token.
 	if err := s.saveSession(ctx, c.Sid, rec); err != nil {
 		s.storeFailed(w, "extend session", err)
+		return
+	}
+	// A logout (or a reuse revocation) may have deleted the record between
+	// our read and this write, which would have brought it back. Revocation
+	// marks the session before it deletes the record, so looking for the
+	// mark after the write catches every such interleaving.
+	_, revoked, err := s.store.Get(ctx, s.key("revoked", c.Sid))
+	if err != nil {
+		s.storeFailed(w, "check revocation", err)
+		return
+	}
+	if revoked {
+		if _, err := s.store.Del(ctx, s.key("session", c.Sid)); err != nil {
+			s.storeFailed(w, "revoke session", err)
+			return
+		}
+		writeError(w, http.StatusUnauthorized, "not_signed_in")
 		return
 	}
 	if err := s.setSessionCookies(w, c.Sid, rec); err != nil {
@@ -250,7 +280,7 @@ func (s *server) handleLogout(w http.ResponseWriter, r *http.Request) {
 	if err == nil {
 		ctx, cancel := context.WithTimeout(r.Context(), storeTimeout)
 		defer cancel()
-		if _, err := s.store.Del(ctx, s.key("session", c.Sid)); err != nil {
+		if err := s.revokeSession(ctx, c.Sid); err != nil {
 			s.storeFailed(w, "revoke session", err)
 			return
 		}
