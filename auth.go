@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"math/big"
 	"net/http"
+	"net/netip"
 	"os"
 	"strconv"
 	"strings"
@@ -108,7 +109,7 @@ func (s *server) handleLoginCode(w http.ResponseWriter, r *http.Request) {
 		window time.Duration
 		max    int64
 	}{
-		{s.key("rl", "client", s.clientIP(r).String()), perClientWindow, perClientMax},
+		{s.key("rl", "client", clientBucket(s.clientIP(r))), perClientWindow, perClientMax},
 		{s.key("rl", "addr1m", id), perAddressGap, 1},
 		{s.key("rl", "addr15m", id), perAddressWindow, perAddressMax},
 	}
@@ -147,6 +148,19 @@ func (s *server) handleLoginCode(w http.ResponseWriter, r *http.Request) {
 		s.goBackground(func() { s.mailCode(addr, code) })
 	}
 	s.signinResponse(w, http.StatusOK, codeSent)
+}
+
+// clientBucket names the client a rate limit counts. An IPv6 host is given
+// a whole /64 and picks its own addresses in it (RFC 4291 section 2.5.1
+// fixes 64-bit interface identifiers; RFC 8981 has hosts rotate them), so
+// counting single IPv6 addresses would let one host use a fresh address
+// for every request. IPv4 addresses count one by one.
+func clientBucket(a netip.Addr) string {
+	if a.Is6() {
+		p, _ := a.Prefix(64) // cannot fail: 64 bits fit an IPv6 address
+		return p.String()
+	}
+	return a.String()
 }
 
 func (s *server) mailCode(addr, code string) {

@@ -461,6 +461,18 @@ func hostileRequestCases() []hostileCase {
 			}
 			return f.post(loginCode, ada)
 		}, status: 429, mayChange: []string{"rl"}},
+		{name: "31st request from one IPv6 subnet, each from a new address", build: func(f *hostileFixture) *http.Request {
+			for i := range perClientMax {
+				r := f.post(loginCode, fmt.Sprintf(`{"email":"user%d@example.com"}`, i))
+				r.RemoteAddr = fmt.Sprintf("[2001:db8:1:2:%x::1]:4711", i+1)
+				rec := httptest.NewRecorder()
+				f.ts.handler.ServeHTTP(rec, r)
+				wantStatus(f.t, response{ResponseRecorder: rec}, http.StatusOK)
+			}
+			r := f.post(loginCode, ada)
+			r.RemoteAddr = "[2001:db8:1:2:ffff:ffff:ffff:ffff]:4711"
+			return r
+		}, status: 429, mayChange: []string{"rl"}},
 		{name: "X-Forwarded-For from an untrusted peer", build: func(f *hostileFixture) *http.Request {
 			for i := range perClientMax {
 				r := httptest.NewRecorder()
