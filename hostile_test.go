@@ -906,3 +906,82 @@ func TestHostileLogoutDuringRefresh(t *testing.T) {
 		t.Error("the session record outlived the logout")
 	}
 }
+
+// TestHostileStoreHoldsNoCode: a copy of the store (a Redis dump, a
+// replica, a backup) gives away neither a pending code nor who asked for
+// one: it holds an HMAC of the code under a key derived from JWT_SECRET,
+// and addresses only as HMACs.
+func TestHostileStoreHoldsNoCode(t *testing.T) {
+	t.Parallel()
+	f := newHostileFixture(t)
+	code := f.code()
+	ms := f.ts.store.(*memoryStore)
+	ms.mu.Lock()
+	entries := map[string]string{}
+	for k, e := range ms.entries {
+		entries[k] = e.value
+	}
+	ms.mu.Unlock()
+	id := f.ts.addressID("ada@example.com")
+	if got := entries[f.ts.key("code", id)]; got != f.ts.codeHash("ada@example.com", code) {
+		t.Fatalf("code entry %q, want the code's HMAC", got)
+	}
+	for k, v := range entries {
+		if v == code || strings.Contains(k, code) {
+			t.Errorf("store entry %q = %q holds the code", k, v)
+		}
+		if strings.Contains(strings.ToLower(k+v), "ada") {
+			t.Errorf("store entry %q = %q names the address", k, v)
+		}
+	}
+}
+
+// TestHostileLogsHoldNoSecrets signs in, refreshes, logs out and sends a
+// few hostile requests, then looks for every secret in the log: the code,
+// both tokens, the JWT and webhook secrets and a webhook signature.
+func TestHostileLogsHoldNoSecrets(t *testing.T) {
+	t.Parallel()
+	f := newHostileFixture(t)
+	ts := f.ts
+	code := f.code()
+	r := ts.verify("ada@example.com", code)
+	wantSignin(t, r, http.StatusOK, loginSuccessful)
+	cookies := named(r.cookies(), "access_token", "refresh_token")
+	ts.clock.Advance(time.Minute)
+	fresh := named(ts.post("/v2/user/token_refresh/", "", named(cookies, "refresh_token")...).cookies(), "access_token", "refresh_token")
+	// The spent token again, a wrong code, a forged webhook, a bad cookie.
+	ts.clock.Advance(time.Minute)
+	ts.post("/v2/user/token_refresh/", "", named(cookies, "refresh_token")...)
+	ts.verify("ada@example.com", otherCode(code))
+	_, sig := f.sigParts(hostileMagicEvent)
+	forged := webhookSig("whsec_guess", hostileMagicEvent, ts.clock.Now())
+	for _, req := range []*http.Request{
+		f.webhook(hostileMagicEvent, forged),
+		f.webhook(hostileMagicEvent+" ", "t=1, v1="+sig),
+		f.me(cookieValue(fresh, "access_token") + "x"),
+		withCookies(f.post("/v2/user/logout/", ""), fresh...),
+	} {
+		ts.handler.ServeHTTP(httptest.NewRecorder(), req)
+	}
+	ts.background.Wait()
+	logs := ts.logs.String()
+	secrets := map[string]string{
+		"login code":     `"` + code + `"`,
+		"mailed code":    `\n` + code + `\r`,
+		"JWT secret":     string(ts.keys[0]),
+		"webhook secret": hostileWebhookSecret,
+		"signature":      sig,
+		"forged sig":     forged[strings.Index(forged, "v1=")+3:],
+	}
+	for _, c := range append(cookies, fresh...) {
+		secrets[c.Name+" "+c.Value[:8]] = c.Value[strings.LastIndexByte(c.Value, '.')+1:]
+	}
+	for what, s := range secrets {
+		if strings.Contains(logs, s) {
+			t.Errorf("the log holds the %s", what)
+		}
+	}
+	if !strings.Contains(logs, `"path":"/v2/user/token_refresh/"`) {
+		t.Fatal("nothing was logged; the check above proves nothing")
+	}
+}
