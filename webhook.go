@@ -196,6 +196,14 @@ type webhookEvent struct {
 // the code exactly once. It answers 2xx only once the mail was accepted
 // (or the event needs no mail), so WorkOS retries every other outcome.
 func (s *server) handleWebhook(w http.ResponseWriter, r *http.Request) {
+	if s.workos == nil {
+		// In email+code mode there is no webhook: no secret to check a
+		// signature with (every request would look forged) and no WorkOS
+		// key to fetch a code with.
+		s.metrics.inc("dashauth_webhook_events_total", "outcome", "ignored")
+		writeError(w, http.StatusNotFound, "workos_not_enabled")
+		return
+	}
 	body, ok := readBody(w, r)
 	if !ok {
 		s.metrics.inc("dashauth_webhook_events_total", "outcome", "rejected")
@@ -227,13 +235,6 @@ func (s *server) handleWebhook(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "invalid_event")
 		return
 	}
-	if s.workos == nil {
-		// Email+code mode has no WorkOS key to fetch the code with.
-		s.metrics.inc("dashauth_webhook_events_total", "outcome", "ignored")
-		writeError(w, http.StatusNotFound, "workos_not_enabled")
-		return
-	}
-
 	status, outcome := s.deliverMagicAuth(r.Context(), ev.ID, data.ID)
 	s.metrics.inc("dashauth_webhook_events_total", "outcome", outcome)
 	switch status {

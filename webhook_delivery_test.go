@@ -1097,3 +1097,34 @@ func TestWebhookRejectsBadEvents(t *testing.T) {
 		t.Fatalf("bad events sent %d mails", n)
 	}
 }
+
+// TestWebhookEmailCodeMode: without WorkOS the webhook does not exist (404),
+// whether or not a webhook secret is configured, and nothing is fetched.
+func TestWebhookEmailCodeMode(t *testing.T) {
+	t.Parallel()
+	fake := newFakeWorkOS(t)
+	d := delivery{eventID: "event_" + fakeULID(), magicAuthID: "magic_auth_" + fakeULID(),
+		email: "ada@example.com", code: "123456", expires: newTestClock().Now().Add(10 * time.Minute)}
+	fake.addMagicAuth(d.magicAuthID, d.email, d.code, d.expires)
+	d.body = eventBody(d.eventID, "magic_auth.created", d.magicAuthID, d.email, d.expires)
+	for _, env := range [][]string{
+		nil,
+		{"WORKOS_WEBHOOK_SECRET", testWorkOSWebhookSecret, "WORKOS_API_KEY", testWorkOSAPIKey, "WORKOS_API_BASE_URL", fake.URL},
+	} {
+		ts := newTestServer(t, testEnv(append(env, "MEMBERS_FILE", writeMembers(t, testMembers))...))
+		for _, header := range []string{signWebhook([]byte(d.body), testWorkOSWebhookSecret, ts.clock.Now()), ""} {
+			r := ts.do(request{method: http.MethodPost, path: webhookPath, body: d.body,
+				header: map[string]string{"WorkOS-Signature": header}})
+			if r.Code != http.StatusNotFound || r.field("error") != "workos_not_enabled" {
+				t.Errorf("env %v, signed %v: %d %s, want 404 workos_not_enabled", env, header != "", r.Code, r.Body)
+			}
+		}
+		if n := len(ts.mails.sent()); n != 0 {
+			t.Fatalf("%d mails in email+code mode", n)
+		}
+		wantOutcomes(t, ts, outcomes{ignored: 2})
+	}
+	if n := fake.calls(fakeMagicAuthPath); n != 0 {
+		t.Fatalf("email+code mode fetched %d magic auths", n)
+	}
+}
