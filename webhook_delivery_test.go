@@ -325,6 +325,10 @@ func TestWebhookDeliversMagicAuthCode(t *testing.T) {
 	if !regexp.MustCompile(`(?m)^` + d.code + `\r?$`).MatchString(m.plain) {
 		t.Errorf("the code %s is not on a line of its own in the plain part:\n%s", d.code, m.plain)
 	}
+	// How long the code is valid: WorkOS's codes live 10 minutes.
+	if !strings.Contains(m.plain, "10 minutes") || !strings.Contains(m.html, "10 minutes") {
+		t.Errorf("the mail does not say the code is valid for 10 minutes:\n%s\n%s", m.plain, m.html)
+	}
 	if !strings.Contains(m.plain, testWorkOSSigninBaseURL) || !strings.Contains(m.html, `href="`+testWorkOSSigninBaseURL+`"`) {
 		t.Errorf("the mail does not link to WORKOS_SIGNIN_BASE_URL:\n%s\n%s", m.plain, m.html)
 	}
@@ -366,6 +370,32 @@ func TestWebhookDoneKeyUnderPrefix(t *testing.T) {
 		t.Fatalf("%d mails, want 1", n)
 	}
 	wantDoneFor(t, ts, "tenant-7:", d.eventID, 259200*time.Second)
+}
+
+// TestMagicAuthMailValidity: the mail says how long the code is still valid
+// when it is sent, never more, and until when.
+func TestMagicAuthMailValidity(t *testing.T) {
+	t.Parallel()
+	ts := newWorkOSTestServer(t, newFakeWorkOS(t))
+	now := ts.clock.Now()
+	for _, tc := range []struct {
+		left time.Duration
+		want string
+	}{
+		{10 * time.Minute, "valid for 10 minutes (until 12:10 UTC)"},
+		{10*time.Minute - time.Millisecond, "valid for 9 minutes (until 12:09 UTC)"},
+		{6*time.Minute + 30*time.Second, "valid for 6 minutes (until 12:06 UTC)"},
+		{90 * time.Second, "valid for 1 minute (until 12:01 UTC)"},
+		{59 * time.Second, "valid for less than a minute (until 12:00 UTC)"},
+	} {
+		m := ts.magicAuthMail("event_"+fakeULID(), "ada@example.com", "123456", now.Add(tc.left))
+		if !strings.Contains(m.Text, tc.want) || !strings.Contains(m.HTML, tc.want) {
+			t.Errorf("%v left: mail says\n%s\n%s\nwant %q", tc.left, m.Text, m.HTML, tc.want)
+		}
+		if err := checkMessage(m); err != nil {
+			t.Errorf("%v left: %v", tc.left, err)
+		}
+	}
 }
 
 // TestWebhookIgnoresOtherEvents: any other event answers 200 and does nothing.
