@@ -265,3 +265,39 @@ func TestClusterRedisDown(t *testing.T) {
 	wantSignin(t, r, http.StatusOK, loginSuccessful)
 	wantStatus(t, e.get("/v2/user/me/", named(r.cookies(), "access_token")...), http.StatusOK)
 }
+
+// TestClusterRedisDiesMidDelivery: Redis dies after the claim, while the mail
+// is in flight. The mail was accepted, so the answer is 200 (a 503 would make
+// WorkOS mail the code again); the done mark it could not write is counted.
+func TestClusterRedisDiesMidDelivery(t *testing.T) {
+	t.Parallel()
+	rs := startRedis(t)
+	fake := newFakeWorkOS(t)
+	w, _ := newWebhookReplicas(t, rs, fake)
+	clock := &seqClock{}
+	gate := newGatedMailer(t, w.mails, clock, nil)
+	w.mail = gate
+	d := newDelivery(t, w, fake)
+
+	results := make(chan orderedResponse, 1)
+	req := webhookRequest(w, d.body)
+	go func() { results <- serveOrdered(w, req, clock, "delivery") }()
+	select {
+	case <-gate.entered:
+	case r := <-results:
+		t.Fatalf("the delivery answered %d %q without reaching the mailer", r.status, r.field)
+	}
+	errorsBefore := w.metrics.get("dashauth_store_errors_total", "", "")
+	rs.Kill()
+	gate.open()
+	r := <-results
+	if r.status != http.StatusOK || r.field != "delivered" {
+		t.Fatalf("answered %d %q after the mail was accepted, want 200 delivered", r.status, r.field)
+	}
+	if n := len(w.mails.sent()); n != 1 {
+		t.Fatalf("%d mails, want 1", n)
+	}
+	if n := w.metrics.get("dashauth_store_errors_total", "", ""); n <= errorsBefore {
+		t.Errorf("the lost done mark was not counted (store errors %d → %d)", errorsBefore, n)
+	}
+}
