@@ -236,6 +236,15 @@ func wantDoneFor(t *testing.T, ts *testServer, prefix, eventID string, ttl time.
 	}
 }
 
+// wantCodeNotLogged fails when the code appears in the service's log: a
+// login code is a credential.
+func wantCodeNotLogged(t *testing.T, ts *testServer, code string) {
+	t.Helper()
+	if regexp.MustCompile(`\b` + code + `\b`).MatchString(ts.logs.String()) {
+		t.Errorf("the code %s is in the log:\n%s", code, ts.logs.String())
+	}
+}
+
 // smtpMail is a received mail taken apart.
 type smtpMail struct {
 	header      mail.Header
@@ -357,6 +366,7 @@ func TestWebhookDeliversMagicAuthCode(t *testing.T) {
 
 	// Done for exactly 259200 s, under the default prefix.
 	wantDoneFor(t, ts, "dashauth:", d.eventID, 259200*time.Second)
+	wantCodeNotLogged(t, ts, d.code)
 }
 
 // TestWebhookDoneKeyUnderPrefix: the done mark lives under REDIS_KEY_PREFIX.
@@ -498,6 +508,7 @@ func TestWebhookWorkOSFailures(t *testing.T) {
 				t.Fatalf("magic auth fetched %d times, want 2", n)
 			}
 			wantOutcomes(t, ts, outcomes{failed: 1, delivered: 1, duplicate: 1})
+			wantCodeNotLogged(t, ts, d.code)
 		})
 	}
 }
@@ -589,6 +600,7 @@ func TestWebhookSMTPFailures(t *testing.T) {
 				t.Fatalf("%d mails in total, want 1", n)
 			}
 			wantOutcomes(t, ts, outcomes{failed: 1, delivered: 1, duplicate: 1})
+			wantCodeNotLogged(t, ts, d.code)
 			if sent, failed := metric(t, ts, `dashauth_mails_total{result="sent"}`), metric(t, ts, `dashauth_mails_total{result="failed"}`); sent != 1 || failed != 1 {
 				t.Errorf("mails sent %d failed %d, want 1 and 1", sent, failed)
 			}
