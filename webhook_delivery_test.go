@@ -1099,6 +1099,9 @@ func TestWebhookBodyTooLarge(t *testing.T) {
 	if n := fake.calls(fakeMagicAuthPath); n != 0 {
 		t.Fatalf("an oversized event fetched %d magic auths", n)
 	}
+	if n := ts.metrics.get("dashauth_webhook_events_total", "outcome", "rejected"); n != 2 {
+		t.Errorf("rejected = %d after two oversized events, want 2", n)
+	}
 	// Exactly 1 MiB is within the limit.
 	exact := strings.TrimSuffix(d.body, "}") + `,"pad":"` + strings.Repeat("x", maxWebhookBody-len(d.body)-9) + `"}`
 	if len(exact) != maxWebhookBody {
