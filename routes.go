@@ -257,10 +257,14 @@ func (s *server) requireJSON(next http.Handler) http.Handler {
 func (s *server) limitBody(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		limit := int64(maxAPIBody)
-		if r.URL.Path == "/v1/workos_webhook/" {
+		webhook := r.URL.Path == "/v1/workos_webhook/"
+		if webhook {
 			limit = maxWebhookBody
 		}
 		if r.ContentLength > limit {
+			if webhook {
+				s.metrics.inc("dashauth_webhook_events_total", "outcome", "rejected")
+			}
 			writeError(w, http.StatusRequestEntityTooLarge, "body_too_large")
 			return
 		}

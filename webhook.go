@@ -196,6 +196,14 @@ type webhookEvent struct {
 // the code exactly once. It answers 2xx only once the mail was accepted
 // (or the event needs no mail), so WorkOS retries every other outcome.
 func (s *server) handleWebhook(w http.ResponseWriter, r *http.Request) {
+	if s.workos == nil {
+		// In email+code mode there is no webhook: no secret to check a
+		// signature with (every request would look forged) and no WorkOS
+		// key to fetch a code with.
+		s.metrics.inc("dashauth_webhook_events_total", "outcome", "ignored")
+		writeError(w, http.StatusNotFound, "workos_not_enabled")
+		return
+	}
 	body, ok := readBody(w, r)
 	if !ok {
 		s.metrics.inc("dashauth_webhook_events_total", "outcome", "rejected")
@@ -227,13 +235,6 @@ func (s *server) handleWebhook(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "invalid_event")
 		return
 	}
-	if s.workos == nil {
-		// Email+code mode has no WorkOS key to fetch the code with.
-		s.metrics.inc("dashauth_webhook_events_total", "outcome", "ignored")
-		writeError(w, http.StatusNotFound, "workos_not_enabled")
-		return
-	}
-
 	status, outcome := s.deliverMagicAuth(r.Context(), ev.ID, data.ID)
 	s.metrics.inc("dashauth_webhook_events_total", "outcome", outcome)
 	switch status {
@@ -342,18 +343,34 @@ func (s *server) magicAuthMail(eventID, addr, code string, expires time.Time) me
 	if domain == "" {
 		domain = "dashauth.localhost"
 	}
-	until := expires.UTC().Format("15:04 UTC")
+	// Both how long (what a reader wants to know) and until when (what
+	// still holds if the mail is read late).
+	validity := "It is valid for " + validFor(expires.Sub(s.now())) +
+		" (until " + expires.UTC().Format("15:04 UTC") + ") and can be used once."
 	return message{
 		To:        addr,
 		Subject:   "Your sign-in code",
 		MessageID: "<" + eventID + "@" + domain + ">",
 		Text: "Your sign-in code is:\r\n\r\n" + code + "\r\n\r\n" +
-			"It is valid until " + until + " and can be used once.\r\n" +
+			validity + "\r\n" +
 			"Go back to signing in: " + link + "\r\n\r\n" +
 			"If you did not ask to sign in, ignore this mail.\r\n",
 		HTML: "<p>Your sign-in code is:</p><p style=\"font-size:24px;font-family:monospace\"><b>" + code + "</b></p>" +
-			"<p>It is valid until " + until + " and can be used once.</p>" +
+			"<p>" + validity + "</p>" +
 			"<p><a href=\"" + html.EscapeString(link) + "\">Go back to signing in</a></p>" +
 			"<p>If you did not ask to sign in, ignore this mail.</p>",
+	}
+}
+
+// validFor says how long a code stays valid, rounded down to whole minutes so
+// the mail never promises more time than the code has.
+func validFor(left time.Duration) string {
+	switch m := int64(left / time.Minute); {
+	case m < 1:
+		return "less than a minute"
+	case m == 1:
+		return "1 minute"
+	default:
+		return strconv.FormatInt(m, 10) + " minutes"
 	}
 }
