@@ -79,6 +79,9 @@ type fakeGrant struct {
 	// Organizations are offered with organization_selection_required;
 	// selecting one of them succeeds with OrganizationID set to it.
 	Organizations []fakeOrg
+	// SelectedUser, when set, is the user the organization selection
+	// answers for (a WorkOS that mixed up its pending tokens).
+	SelectedUser *fakeUser
 }
 
 // fakeMagicAuth is one magic auth, as GET /user_management/magic_auth/{id} shows it.
@@ -418,6 +421,9 @@ func (f *fakeWorkOS) selectOrganization(w http.ResponseWriter, req fakeAuthentic
 		return
 	}
 	g.Err, g.Organizations, g.OrganizationID = "", nil, req.OrganizationID
+	if g.SelectedUser != nil {
+		g.User = *g.SelectedUser
+	}
 	f.answerGrant(w, g)
 }
 
