@@ -271,7 +271,8 @@ var workosAuthErrors = map[string]string{
 //
 //	organization_selection_required          200 ORGANIZATION_SELECTION_REQUIRED, pending cookie
 //	one of workosAuthErrors                  403 {"error": <its name>}
-//	5xx, 408, 429, no answer, bad JSON, size 503 {"error": "workos_unavailable"}
+//	5xx, 408, 429, 3xx, no answer, bad JSON,
+//	a body over maxWorkOSBody                503 {"error": "workos_unavailable"}
 //	any other 4xx (invalid_grant, ...)       400 LINK_INVALID
 func (s *server) workosAuthFailed(w http.ResponseWriter, op string, err error) {
 	he, ok := workosHTTPError(err)
@@ -286,7 +287,7 @@ func (s *server) workosAuthFailed(w http.ResponseWriter, op string, err error) {
 	switch {
 	case he.ErrorCode == workos_errors.OrganizationSelectionRequiredCode:
 		s.offerOrganizations(w, he)
-	case he.Code >= 500 || he.Code == http.StatusRequestTimeout || he.Code == http.StatusTooManyRequests:
+	case he.Code >= 500 || he.Code < 400 || he.Code == http.StatusRequestTimeout || he.Code == http.StatusTooManyRequests:
 		log.Error("workos: unavailable")
 		s.workosUnavailable(w)
 	case known:

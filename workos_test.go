@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -867,13 +868,18 @@ func TestWorkOSUnavailable(t *testing.T) {
 	faults := map[string]fakeFault{
 		"500": fault500, "invalid JSON": faultInvalidJSON, "huge body": faultHugeBody,
 		"huge error body": faultHugeErrorBody, "stall": faultStall, "stall in body": faultStallBody,
+		"redirect": faultRedirect,
 	}
 	for _, path := range []string{fakeAuthenticatePath, fakeMembershipsPath} {
 		for name, fault := range faults {
 			t.Run(path+" "+name, func(t *testing.T) {
 				t.Parallel()
 				ts, fake := newWorkOSFlow(t)
-				ts.workos.timeout = 100 * time.Millisecond
+				if fault == faultStall || fault == faultStallBody {
+					// Short enough to keep the test quick, long enough that
+					// the calls before the stalled one finish on a busy machine.
+					ts.workos.timeout = 2 * time.Second
+				}
 				fake.setFault(path, fault)
 				b := newBrowser(ts)
 				wantError(t, b.signinWith(fake, adaGrant()), http.StatusServiceUnavailable, "workos_unavailable")
@@ -883,8 +889,24 @@ func TestWorkOSUnavailable(t *testing.T) {
 				if n := ts.metrics.get("dashauth_workos_errors_total", "reason", "workos_unavailable"); n != 1 {
 					t.Errorf("workos_unavailable counted %d times", n)
 				}
+				if fake.calls(fakeRedirectPath) != 0 {
+					t.Error("a redirect from WorkOS was followed")
+				}
 			})
 		}
+	}
+}
+
+func TestWorkOSStoreDown(t *testing.T) {
+	t.Parallel()
+	ts, fake := newWorkOSFlow(t)
+	b := newBrowser(ts)
+	code, state := fake.authorize(t, b.startSignin(), adaGrant())
+	ts.store = failingStore{}
+	// The state cannot be spent, so the code is not exchanged.
+	wantError(t, b.callback(code, state), http.StatusServiceUnavailable, "state_unavailable")
+	if fake.calls(fakeAuthenticatePath) != 0 {
+		t.Error("the code was exchanged without spending the state")
 	}
 }
 
@@ -1019,29 +1041,39 @@ func TestOpenSealed(t *testing.T) {
 	}
 }
 
+// Values sealed once under fuzzSealKey for the cookie fuzzSealBase (random
+// nonces make every seal differ, and each fuzz worker would make its own).
+const (
+	fuzzSealKey  = "fuzz-secret-0123456789abcdef0123456789abcdef"
+	fuzzSealBase = "workos_state_0123456789abcdef"
+	fuzzSealed1  = "N4rj2QX83yeP8SysI0K5MYiro-h6XtswVOU8Cc6lGTsJbf3bt3wbQ5kwTu6vJYXC7DObtBe0y8wSPZnOw0k4vwUw4wA7ez-52WFYQLYRrRUTOEBJ-vJDOiF0V03cTdpmqjKjpnt3YnyMvvBHXaLt52YErqR_x7rarkmSpP2GZblq_pT0RC6_OcyMTjb68qpY"
+	fuzzSealed2  = "46pJ6xIVx5vNJNMhLsl8yExXBY6fC8SZdg4Gm2wAx2Dv7NFmWV7SnK8qsZp1ofawnQ"
+)
+
+// FuzzOpenSealedStateCookie: no input panics the opener, and nothing opens
+// but the two values the server sealed, byte for byte.
 func FuzzOpenSealedStateCookie(f *testing.F) {
-	// Sealing needs only the keys.
-	ts := &server{keys: [][]byte{[]byte("fuzz-secret-0123456789abcdef0123456789abcdef")}}
-	const base = "workos_state_0123456789abcdef"
-	genuine := map[string]bool{}
-	for _, sc := range []stateCookie{
-		{State: newSecret(), Verifier: newSecret(), Expires: 1_800_000_000},
-		{State: "", Verifier: "", Expires: 0},
-	} {
-		v := ts.seal(base, sc)
-		genuine[v] = true
+	s := &server{keys: [][]byte{[]byte(fuzzSealKey)}} // sealing needs only the keys
+	for _, v := range []string{fuzzSealed1, fuzzSealed2} {
+		var sc stateCookie
+		if err := s.openSealed(fuzzSealBase, v, &sc); err != nil {
+			f.Fatalf("a genuine value does not open: %v", err)
+		}
 		f.Add(v)
 		for _, bad := range tamper(v) {
 			f.Add(bad)
 		}
 	}
-	pending := ts.seal(pendingCookieBase, pendingCookie{Token: "pat_1", Orgs: []string{"org_1"}, Expires: 1})
-	f.Add(pending)
+	f.Add(s.seal(pendingCookieBase, pendingCookie{Token: "pat_1", Orgs: []string{"org_1"}, Expires: 1}))
 	f.Add("")
 	f.Fuzz(func(t *testing.T, value string) {
 		var sc stateCookie
-		if err := ts.openSealed(base, value, &sc); err == nil && !genuine[value] {
+		err := s.openSealed(fuzzSealBase, value, &sc)
+		if err == nil && value != fuzzSealed1 && value != fuzzSealed2 {
 			t.Fatalf("a value the server did not seal opened: %q", value)
+		}
+		if err != nil && !errors.Is(err, errSealedInvalid) {
+			t.Fatalf("error %v is not errSealedInvalid", err)
 		}
 	})
 }

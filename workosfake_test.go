@@ -44,7 +44,11 @@ const (
 	faultHugeErrorBody           // 400, Content-Type JSON, 8 MiB (the SDK reads error bodies whole)
 	faultStall                   // no answer until the request's context ends
 	faultStallBody               // headers and half a body, then nothing until the context ends
+	faultRedirect                // 307 to another path of the fake (the real API never redirects)
 )
+
+// fakeRedirectPath is where faultRedirect points; it counts like an endpoint.
+const fakeRedirectPath = "/elsewhere"
 
 // fakeHugeBodySize is well over any limit the client should accept.
 const fakeHugeBodySize = 8 << 20
@@ -321,6 +325,8 @@ func (f *fakeWorkOS) playFault(w http.ResponseWriter, r *http.Request, fault fak
 			}
 		}
 		w.Write([]byte(`"}`))
+	case faultRedirect:
+		http.Redirect(w, r, f.URL+fakeRedirectPath, http.StatusTemporaryRedirect)
 	case faultStall:
 		f.stall(r)
 	case faultStallBody:
