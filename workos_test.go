@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"slices"
 	"strings"
@@ -780,6 +781,29 @@ func TestWorkOSOrganizationSelectionUnusable(t *testing.T) {
 		g.Organizations = orgs
 		wantError(t, newBrowser(ts).signinWith(fake, g), http.StatusServiceUnavailable, "workos_unavailable")
 		_ = name
+	}
+}
+
+// TestPendingCookieWorstCase: the largest pending choice the bounds allow
+// still fits a cookie, under the longest name and with a Domain.
+func TestPendingCookieWorstCase(t *testing.T) {
+	t.Parallel()
+	ts, _ := newWorkOSFlow(t, "DASHBOARD_URL", "https://app.example.com", "API_URL", "https://api.example.com",
+		"SMTP_HOST", "smtp.example.com", "SMTP_FROM", "noreply@example.com", "COOKIE_DOMAIN", "dashboard.example.com")
+	pc := pendingCookie{
+		Token:   strings.Repeat("t", maxPendingToken),
+		UserID:  strings.Repeat("u", maxWorkOSID),
+		Expires: 1 << 40,
+	}
+	for i := range maxOfferedOrgs {
+		pc.Orgs = append(pc.Orgs, fmt.Sprintf("org_%060d", i))
+	}
+	rec := httptest.NewRecorder()
+	ts.setPendingCookie(rec, pc)
+	if n := len(rec.Header().Get("Set-Cookie")); n >= 4096 {
+		t.Fatalf("worst-case pending cookie is %d bytes", n)
+	} else {
+		t.Logf("worst-case pending cookie: %d bytes", n)
 	}
 }
 

@@ -627,6 +627,16 @@ func TestFakeWorkOS(t *testing.T) {
 		t.Fatalf("calls = %d, want 2", n)
 	}
 
+	// The API key is checked: another one is refused with 401.
+	wrongKey := newWorkOSClient(config{WorkOSAPIKey: "sk_test_wrong", WorkOSAPIBaseURL: fake.URL, WorkOSClientID: testWorkOSClientID})
+	_, err = wrongKey.magicAuth(ctx, "magic_auth_01HZZZZZZZZZZZZZZZZZZZZZZZ")
+	if he, ok := workosHTTPError(err); !ok || he.Code != http.StatusUnauthorized {
+		t.Fatalf("wrong API key: %v", err)
+	}
+	if _, err := wrongKey.membershipStatus(ctx, testAda.ID, testOrgID); err == nil {
+		t.Fatal("wrong API key listed memberships")
+	}
+
 	fake.setFaultTimes(fakeMagicAuthPath, fault500, 1)
 	if _, err := ts.workos.magicAuth(ctx, "magic_auth_01HZZZZZZZZZZZZZZZZZZZZZZZ"); err == nil {
 		t.Fatal("fault500 did not fail the call")
