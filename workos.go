@@ -18,6 +18,7 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 
 	"github.com/workos/workos-go/v4/pkg/usermanagement"
@@ -189,7 +190,7 @@ func (s *server) handleWorkOSSelectOrganization(w http.ResponseWriter, r *http.R
 		s.signinResponse(w, http.StatusBadRequest, linkInvalid)
 		return
 	}
-	if !contains(pc.Orgs, orgID) {
+	if !slices.Contains(pc.Orgs, orgID) {
 		// The cookie stays: the person may still pick one that was offered.
 		s.signinResponse(w, http.StatusBadRequest, linkInvalid)
 		return
@@ -209,15 +210,6 @@ func (s *server) handleWorkOSSelectOrganization(w http.ResponseWriter, r *http.R
 		return
 	}
 	s.finishWorkOSSignin(w, r, res)
-}
-
-func contains(list []string, v string) bool {
-	for _, x := range list {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }
 
 // finishWorkOSSignin checks a WorkOS authentication's membership and answers.
