@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"mime"
+	"net"
 	"mime/multipart"
 	"net/mail"
 	"net/textproto"
@@ -701,7 +702,10 @@ func TestSendStalled(t *testing.T) {
 				cfg := srv.Config()
 				cfg.Timeout = 200 * time.Millisecond
 				err := newTestMailer(t, cfg).Send(context.Background(), validMessage())
-				if !errors.Is(err, os.ErrDeadlineExceeded) {
+				// On a loaded machine the deadline can strike while dialing,
+				// which net reports as its own timeout error.
+				var ne net.Error
+				if !errors.Is(err, os.ErrDeadlineExceeded) && !(errors.As(err, &ne) && ne.Timeout()) {
 					t.Fatalf("Send = %v, want a timeout", err)
 				}
 				if srv.Count() != 0 {

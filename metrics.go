@@ -29,6 +29,7 @@ var counterHelp = map[string]string{
 	"dashauth_http_panics_total":       "Handler panics recovered (always a bug).",
 	"dashauth_refresh_reuse_total":     "Spent refresh tokens presented again, by action.",
 	"dashauth_webhook_undeduped_total": "Webhook events delivered without de-duplication because the store failed.",
+	"dashauth_workos_errors_total":     "WorkOS sign-ins answered with an error rather than a response_type, by reason.",
 }
 
 func newMetrics() *metrics {

@@ -44,7 +44,11 @@ const (
 	faultHugeErrorBody           // 400, Content-Type JSON, 8 MiB (the SDK reads error bodies whole)
 	faultStall                   // no answer until the request's context ends
 	faultStallBody               // headers and half a body, then nothing until the context ends
+	faultRedirect                // 307 to another path of the fake (the real API never redirects)
 )
+
+// fakeRedirectPath is where faultRedirect points; it counts like an endpoint.
+const fakeRedirectPath = "/elsewhere"
 
 // fakeHugeBodySize is well over any limit the client should accept.
 const fakeHugeBodySize = 8 << 20
@@ -79,6 +83,9 @@ type fakeGrant struct {
 	// Organizations are offered with organization_selection_required;
 	// selecting one of them succeeds with OrganizationID set to it.
 	Organizations []fakeOrg
+	// SelectedUser, when set, is the user the organization selection
+	// answers for (a WorkOS that mixed up its pending tokens).
+	SelectedUser *fakeUser
 }
 
 // fakeMagicAuth is one magic auth, as GET /user_management/magic_auth/{id} shows it.
@@ -318,6 +325,8 @@ func (f *fakeWorkOS) playFault(w http.ResponseWriter, r *http.Request, fault fak
 			}
 		}
 		w.Write([]byte(`"}`))
+	case faultRedirect:
+		http.Redirect(w, r, f.URL+fakeRedirectPath, http.StatusTemporaryRedirect)
 	case faultStall:
 		f.stall(r)
 	case faultStallBody:
@@ -418,6 +427,9 @@ func (f *fakeWorkOS) selectOrganization(w http.ResponseWriter, req fakeAuthentic
 		return
 	}
 	g.Err, g.Organizations, g.OrganizationID = "", nil, req.OrganizationID
+	if g.SelectedUser != nil {
+		g.User = *g.SelectedUser
+	}
 	f.answerGrant(w, g)
 }
 
@@ -613,6 +625,16 @@ func TestFakeWorkOS(t *testing.T) {
 	}
 	if n := fake.calls(fakeMagicAuthPath); n != 2 {
 		t.Fatalf("calls = %d, want 2", n)
+	}
+
+	// The API key is checked: another one is refused with 401.
+	wrongKey := newWorkOSClient(config{WorkOSAPIKey: "sk_test_wrong", WorkOSAPIBaseURL: fake.URL, WorkOSClientID: testWorkOSClientID})
+	_, err = wrongKey.magicAuth(ctx, "magic_auth_01HZZZZZZZZZZZZZZZZZZZZZZZ")
+	if he, ok := workosHTTPError(err); !ok || he.Code != http.StatusUnauthorized {
+		t.Fatalf("wrong API key: %v", err)
+	}
+	if _, err := wrongKey.membershipStatus(ctx, testAda.ID, testOrgID); err == nil {
+		t.Fatal("wrong API key listed memberships")
 	}
 
 	fake.setFaultTimes(fakeMagicAuthPath, fault500, 1)

@@ -32,6 +32,12 @@ const messages = {
   rate_limited: "Too many attempts. Wait a little and try again.",
   invalid_email: "That is not an email address.",
   workos_unavailable: "The sign-in service is unavailable. Try again shortly.",
+  invalid_redirect_url: "This page's address is not an allowed sign-in callback (ALLOWED_REDIRECT_URLS).",
+  email_verification_required: "Verify your email address first, then sign in again.",
+  mfa_enrollment_required: "Your organization requires multi-factor authentication. Set it up when signing in, then try again.",
+  mfa_challenge_required: "Finish the multi-factor check when signing in, then try again.",
+  sso_required: "Your organization requires its own single sign-on. Start again and choose it.",
+  organization_authentication_methods_required: "Your organization requires another way of signing in. Start again and choose it.",
   state_unavailable: "The service is unavailable. Try again shortly.",
 };
 
