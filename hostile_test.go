@@ -47,23 +47,47 @@ type hostileCase struct {
 	// REDIS_KEY_PREFIX, such as "rl" or "codetries") the request may write
 	// or delete. Empty: the store must be exactly as before.
 	mayChange []string
-	// clears allows Set-Cookie headers that delete the session cookies
-	// (logout does that whatever it is sent); no case may set a cookie.
+	// clears allows Set-Cookie headers that delete cookies (logout clears
+	// the session, a spent sign-in its state); no case may set a cookie.
 	clears bool
+	// workos runs the case on a WorkOS-mode server with a fake WorkOS API
+	// (the webhook and AuthKit endpoints); otherwise email+code mode.
+	workos bool
+	// callsWorkOS allows calls to the fake WorkOS API; by default a
+	// hostile request must not cause one.
+	callsWorkOS bool
 }
 
-// hostileFixture is one fresh email+code server and the helpers cases use.
+// hostileFixture is one fresh server and the helpers cases use.
 type hostileFixture struct {
-	t  *testing.T
-	ts *testServer
+	t      *testing.T
+	ts     *testServer
+	fake   *fakeWorkOS // WorkOS mode only
+	secret string      // the webhook secret the server checks
 }
 
-func newHostileFixture(t *testing.T) *hostileFixture {
+// newHostileFixture is an email+code server (with a webhook secret set,
+// which email+code mode must ignore), or with workos a WorkOS-mode server
+// in front of a fake WorkOS API where Ada is an active member.
+func newHostileFixture(t *testing.T, workos bool) *hostileFixture {
+	if workos {
+		fake := newFakeWorkOS(t)
+		fake.setMembership(testAda.ID, testOrgID, "active")
+		return &hostileFixture{t: t, ts: newWorkOSTestServer(t, fake), fake: fake, secret: testWorkOSWebhookSecret}
+	}
 	ts := newTestServer(t, testEnv(
 		"MEMBERS_FILE", writeMembers(t, testMembers),
 		"WORKOS_WEBHOOK_SECRET", hostileWebhookSecret,
 	))
-	return &hostileFixture{t: t, ts: ts}
+	return &hostileFixture{t: t, ts: ts, secret: hostileWebhookSecret}
+}
+
+// workosCalls is how many requests the fake WorkOS API has had.
+func (f *hostileFixture) workosCalls() int {
+	if f.fake == nil {
+		return 0
+	}
+	return f.fake.calls(fakeAuthenticatePath) + f.fake.calls(fakeMembershipsPath) + f.fake.calls(fakeMagicAuthPath)
 }
 
 // req builds a request from the hostile client. A body makes it
@@ -185,13 +209,13 @@ func (f *hostileFixture) webhook(body, signature string) *http.Request {
 
 // signedWebhook is a genuine, current delivery of body.
 func (f *hostileFixture) signedWebhook(body string) *http.Request {
-	return f.webhook(body, webhookSig(hostileWebhookSecret, body, f.ts.clock.Now()))
+	return f.webhook(body, webhookSig(f.secret, body, f.ts.clock.Now()))
 }
 
 // sigParts returns the timestamp and hex signature of a genuine header for body.
 func (f *hostileFixture) sigParts(body string) (ts, sig string) {
 	ts = strconv.FormatInt(f.ts.clock.Now().UnixMilli(), 10)
-	return ts, signForTest([]byte(hostileWebhookSecret), ts, []byte(body))
+	return ts, signForTest([]byte(f.secret), ts, []byte(body))
 }
 
 // malformedSig builds a webhook request whose header is form(ts, sig) for a
@@ -243,7 +267,7 @@ func hostileRequestCases() []hostileCase {
 			r := f.signedWebhook(hostileOtherEvent)
 			r.URL.Path += "x"
 			return r
-		}, status: 404},
+		}, status: 404, workos: true},
 		{name: "GET on a POST endpoint", build: get("GET", loginCode), status: 405},
 		{name: "PUT on me", build: get("PUT", me), status: 405},
 		{name: "TRACE on me", build: get("TRACE", me), status: 405},
@@ -266,8 +290,8 @@ func hostileRequestCases() []hostileCase {
 		}, status: 413},
 		{name: "oversized webhook body", build: func(f *hostileFixture) *http.Request {
 			b := `{"pad":"` + strings.Repeat("a", maxWebhookBody) + `"}`
-			return f.webhook(b, webhookSig(hostileWebhookSecret, b, f.ts.clock.Now()))
-		}, status: 413},
+			return f.webhook(b, webhookSig(f.secret, b, f.ts.clock.Now()))
+		}, status: 413, workos: true},
 		{name: "empty body", build: func(f *hostileFixture) *http.Request {
 			return f.req("POST", loginCode, "", "Content-Type", "application/json")
 		}, status: 400},
@@ -277,7 +301,7 @@ func hostileRequestCases() []hostileCase {
 		{name: "64 KiB signature header", build: func(f *hostileFixture) *http.Request {
 			ts, sig := f.sigParts(hostileMagicEvent)
 			return f.webhook(hostileMagicEvent, "t="+ts+strings.Repeat(", v1="+sig, 1000))
-		}, status: 401},
+		}, status: 401, workos: true},
 
 		// JSON request bodies.
 		{name: "duplicate key", build: body(loginCode, `{"email":"eve@evil.example","email":"ada@example.com"}`), status: 400},
@@ -482,82 +506,222 @@ func hostileRequestCases() []hostileCase {
 			return f.post(loginCode, ada, "X-Forwarded-For", "203.0.113.99")
 		}, status: 429, mayChange: []string{"rl"}},
 
+		// Mode gating: each flow's endpoints exist only in its mode.
+		{name: "WorkOS login URL in email+code mode", build: body(loginURLPath, `{"redirect_url":"`+testRedirectURL+`"}`), status: 404},
+		{name: "WorkOS callback in email+code mode", build: body(callbackPath, `{"code":"c","state":"s"}`), status: 404},
+		{name: "email code in WorkOS mode", build: body(loginCode, ada), status: 404, workos: true},
+		{name: "code verify in WorkOS mode", build: body(verify, verifyBody("ada@example.com", "123456")), status: 404, workos: true},
+
+		// AuthKit: open redirects, forged or replayed state, pending choices.
+		{name: "redirect to another site", build: loginURL("https://evil.example/en/callback"), status: 400, workos: true},
+		{name: "redirect scheme-relative", build: loginURL("//evil.example/en/callback"), status: 400, workos: true},
+		{name: "redirect with the dashboard as user info", build: loginURL("http://localhost:8080@evil.example/en/callback"), status: 400, workos: true},
+		{name: "redirect with a backslash", build: loginURL(`http://localhost:8080\@evil.example/en/callback`), status: 400, workos: true},
+		{name: "redirect to a lookalike host", build: loginURL("http://localhost:8080.evil.example/en/callback"), status: 400, workos: true},
+		{name: "redirect to another path", build: loginURL("http://localhost:8080/en/callback/../../admin"), status: 400, workos: true},
+		{name: "redirect with a query", build: loginURL("http://localhost:8080/en/callback?next=https://evil.example"), status: 400, workos: true},
+		{name: "redirect with a fragment", build: loginURL("http://localhost:8080/en/callback#https://evil.example"), status: 400, workos: true},
+		{name: "redirect percent-encoded", build: loginURL("http://localhost:8080/en%2Fcallback"), status: 400, workos: true},
+		{name: "redirect to javascript", build: loginURL("javascript:alert(document.cookie)//localhost:8080/en/callback"), status: 400, workos: true},
+		{name: "redirect with a trailing slash", build: loginURL(testRedirectURL + "/"), status: 400, workos: true},
+		{name: "redirect over https", build: loginURL("https://localhost:8080/en/callback"), status: 400, workos: true},
+		{name: "redirect with a NUL", build: loginURL(testRedirectURL + "%00"), status: 400, workos: true},
+		{name: "cross-site login URL", build: body(loginURLPath, `{"redirect_url":"`+testRedirectURL+`"}`, "Origin", evil), status: 403, workos: true},
+		{name: "callback without a state cookie", build: func(f *hostileFixture) *http.Request {
+			code, state := f.fake.authorize(f.t, newBrowser(f.ts).startSignin(), adaGrant())
+			return f.post(callbackPath, callbackBody(code, state))
+		}, status: 400, workos: true},
+		{name: "callback with another sign-in's state", build: func(f *hostileFixture) *http.Request {
+			b := newBrowser(f.ts)
+			code, _ := f.fake.authorize(f.t, b.startSignin(), adaGrant())
+			_, theirs := f.fake.authorize(f.t, newBrowser(f.ts).startSignin(), adaGrant())
+			return withCookies(f.post(callbackPath, callbackBody(code, theirs)), b.cookies()...)
+		}, status: 400, workos: true},
+		{name: "callback with a tampered state cookie", build: func(f *hostileFixture) *http.Request {
+			b := newBrowser(f.ts)
+			code, state := f.fake.authorize(f.t, b.startSignin(), adaGrant())
+			name := b.stateCookieNames()[0]
+			v := b.jar[name]
+			return withCookies(f.post(callbackPath, callbackBody(code, state)), &http.Cookie{Name: name, Value: v[:20] + flipChar(v[20]) + v[21:]})
+		}, status: 400, workos: true},
+		{name: "callback replaying a spent state", build: func(f *hostileFixture) *http.Request {
+			b := newBrowser(f.ts)
+			code, state := f.fake.authorize(f.t, b.startSignin(), adaGrant())
+			saved := b.cookies()
+			wantStatus(f.t, b.callback(code, state), http.StatusOK)
+			return withCookies(f.post(callbackPath, callbackBody(code, state)), saved...)
+		}, status: 400, clears: true, workos: true},
+		{name: "callback after the sign-in expired", build: func(f *hostileFixture) *http.Request {
+			b := newBrowser(f.ts)
+			code, state := f.fake.authorize(f.t, b.startSignin(), adaGrant())
+			f.ts.clock.Advance(signinAttemptTTL)
+			return withCookies(f.post(callbackPath, callbackBody(code, state)), b.cookies()...)
+		}, status: 400, clears: true, workos: true},
+		{name: "callback with a code WorkOS refuses", build: func(f *hostileFixture) *http.Request {
+			b := newBrowser(f.ts)
+			_, state := f.fake.authorize(f.t, b.startSignin(), adaGrant())
+			return withCookies(f.post(callbackPath, callbackBody("code_forged", state)), b.cookies()...)
+		}, status: 400, clears: true, workos: true, callsWorkOS: true, mayChange: []string{"wstate"}},
+		{name: "callback with a huge code", build: func(f *hostileFixture) *http.Request {
+			b := newBrowser(f.ts)
+			_, state := f.fake.authorize(f.t, b.startSignin(), adaGrant())
+			return withCookies(f.post(callbackPath, callbackBody(strings.Repeat("c", 8<<10), state)), b.cookies()...)
+		}, status: 400, clears: true, workos: true, mayChange: []string{"wstate"}},
+		{name: "cross-site callback", build: func(f *hostileFixture) *http.Request {
+			b := newBrowser(f.ts)
+			code, state := f.fake.authorize(f.t, b.startSignin(), adaGrant())
+			return withCookies(f.post(callbackPath, callbackBody(code, state), "Origin", evil), b.cookies()...)
+		}, status: 403, workos: true},
+		{name: "organization choice without a pending sign-in", build: body(selectOrgPath, `{"organization_id":"`+testOrgID+`"}`), status: 400, workos: true},
+		{name: "organization that was not offered", build: func(f *hostileFixture) *http.Request {
+			b := f.pendingChoice()
+			return withCookies(f.post(selectOrgPath, `{"organization_id":"org_01HEVIL00000000000000000000"}`), b.cookies()...)
+		}, status: 400, workos: true},
+		{name: "state cookie presented as the pending choice", build: func(f *hostileFixture) *http.Request {
+			b := newBrowser(f.ts)
+			b.startSignin()
+			v := b.jar[b.stateCookieNames()[0]]
+			return withCookies(f.post(selectOrgPath, `{"organization_id":"`+testOrgID+`"}`), &http.Cookie{Name: pendingCookieBase, Value: v})
+		}, status: 400, workos: true},
+		{name: "pending choice replayed", build: func(f *hostileFixture) *http.Request {
+			b := f.pendingChoice()
+			saved := b.cookies()
+			wantStatus(f.t, b.post(selectOrgPath, `{"organization_id":"`+testOrgID+`"}`), http.StatusOK)
+			return withCookies(f.post(selectOrgPath, `{"organization_id":"`+testOrgID+`"}`), saved...)
+		}, status: 400, clears: true, workos: true},
+
 		// Webhook: forged, replayed, stale and future deliveries.
 		{name: "webhook without signature", build: func(f *hostileFixture) *http.Request {
 			return f.post(hook, hostileMagicEvent)
-		}, status: 401},
+		}, status: 401, workos: true},
 		{name: "webhook signed with another secret", build: func(f *hostileFixture) *http.Request {
 			return f.webhook(hostileMagicEvent, webhookSig("whsec_guess", hostileMagicEvent, f.ts.clock.Now()))
-		}, status: 401},
+		}, status: 401, workos: true},
 		{name: "webhook signature of another body", build: func(f *hostileFixture) *http.Request {
-			return f.webhook(hostileMagicEvent, webhookSig(hostileWebhookSecret, hostileOtherEvent, f.ts.clock.Now()))
-		}, status: 401},
+			return f.webhook(hostileMagicEvent, webhookSig(f.secret, hostileOtherEvent, f.ts.clock.Now()))
+		}, status: 401, workos: true},
 		{name: "webhook stale by 3 minutes and 1 ms", build: func(f *hostileFixture) *http.Request {
-			return f.webhook(hostileMagicEvent, webhookSig(hostileWebhookSecret, hostileMagicEvent, f.ts.clock.Now().Add(-webhookTolerance-time.Millisecond)))
-		}, status: 401},
+			return f.webhook(hostileMagicEvent, webhookSig(f.secret, hostileMagicEvent, f.ts.clock.Now().Add(-webhookTolerance-time.Millisecond)))
+		}, status: 401, workos: true},
 		{name: "webhook from 3 minutes and 1 ms in the future", build: func(f *hostileFixture) *http.Request {
-			return f.webhook(hostileMagicEvent, webhookSig(hostileWebhookSecret, hostileMagicEvent, f.ts.clock.Now().Add(webhookTolerance+time.Millisecond)))
-		}, status: 401},
+			return f.webhook(hostileMagicEvent, webhookSig(f.secret, hostileMagicEvent, f.ts.clock.Now().Add(webhookTolerance+time.Millisecond)))
+		}, status: 401, workos: true},
 		{name: "webhook replayed an hour later", build: func(f *hostileFixture) *http.Request {
-			sig := webhookSig(hostileWebhookSecret, hostileMagicEvent, f.ts.clock.Now())
+			sig := webhookSig(f.secret, hostileMagicEvent, f.ts.clock.Now())
 			f.ts.clock.Advance(time.Hour)
 			return f.webhook(hostileMagicEvent, sig)
-		}, status: 401},
+		}, status: 401, workos: true},
 		{name: "webhook timestamp in seconds", build: func(f *hostileFixture) *http.Request {
 			ts := strconv.FormatInt(f.ts.clock.Now().Unix(), 10)
-			return f.webhook(hostileMagicEvent, "t="+ts+", v1="+signForTest([]byte(hostileWebhookSecret), ts, []byte(hostileMagicEvent)))
-		}, status: 401},
-		{name: "signature header: empty", build: malformedSig(func(ts, sig string) string { return " " }), status: 401},
-		{name: "signature header: v1 before t", build: malformedSig(func(ts, sig string) string { return "v1=" + sig + ", t=" + ts }), status: 401},
-		{name: "signature header: t only", build: malformedSig(func(ts, sig string) string { return "t=" + ts }), status: 401},
-		{name: "signature header: v1 only", build: malformedSig(func(ts, sig string) string { return "v1=" + sig }), status: 401},
-		{name: "signature header: empty t", build: malformedSig(func(ts, sig string) string { return "t=, v1=" + sig }), status: 401},
-		{name: "signature header: t with a sign", build: malformedSig(func(ts, sig string) string { return "t=+" + ts + ", v1=" + sig }), status: 401},
-		{name: "signature header: negative t", build: malformedSig(func(ts, sig string) string { return "t=-" + ts + ", v1=" + sig }), status: 401},
-		{name: "signature header: t beyond int64", build: malformedSig(func(ts, sig string) string { return "t=99999999999999999999, v1=" + sig }), status: 401},
-		{name: "signature header: t in full-width digits", build: malformedSig(func(ts, sig string) string { return "t=１７００, v1=" + sig }), status: 401},
-		{name: "signature header: quoted t", build: malformedSig(func(ts, sig string) string { return `t="` + ts + `", v1=` + sig }), status: 401},
-		{name: "signature header: upper-case T", build: malformedSig(func(ts, sig string) string { return "T=" + ts + ", v1=" + sig }), status: 401},
-		{name: "signature header: spaces around =", build: malformedSig(func(ts, sig string) string { return "t = " + ts + ", v1 = " + sig }), status: 401},
-		{name: "signature header: upper-case hex", build: malformedSig(func(ts, sig string) string { return "t=" + ts + ", v1=" + strings.ToUpper(sig) }), status: 401},
-		{name: "signature header: 63 hex digits", build: malformedSig(func(ts, sig string) string { return "t=" + ts + ", v1=" + sig[:63] }), status: 401},
-		{name: "signature header: 65 hex digits", build: malformedSig(func(ts, sig string) string { return "t=" + ts + ", v1=" + sig + "0" }), status: 401},
-		{name: "signature header: v0 scheme", build: malformedSig(func(ts, sig string) string { return "t=" + ts + ", v0=" + sig }), status: 401},
-		{name: "signature header: two spaces after a comma", build: malformedSig(func(ts, sig string) string { return "t=" + ts + ",  v1=" + sig }), status: 401},
-		{name: "signature header: tab after a comma", build: malformedSig(func(ts, sig string) string { return "t=" + ts + ",\tv1=" + sig }), status: 401},
-		{name: "signature header: semicolons", build: malformedSig(func(ts, sig string) string { return "t=" + ts + "; v1=" + sig }), status: 401},
-		{name: "signature header: trailing comma", build: malformedSig(func(ts, sig string) string { return "t=" + ts + ", v1=" + sig + "," }), status: 401},
-		{name: "signature header: two t", build: malformedSig(func(ts, sig string) string { return "t=" + ts + ", t=" + ts + ", v1=" + sig }), status: 401},
+			return f.webhook(hostileMagicEvent, "t="+ts+", v1="+signForTest([]byte(f.secret), ts, []byte(hostileMagicEvent)))
+		}, status: 401, workos: true},
+		{name: "signature header: empty", build: malformedSig(func(ts, sig string) string { return " " }), status: 401, workos: true},
+		{name: "signature header: v1 before t", build: malformedSig(func(ts, sig string) string { return "v1=" + sig + ", t=" + ts }), status: 401, workos: true},
+		{name: "signature header: t only", build: malformedSig(func(ts, sig string) string { return "t=" + ts }), status: 401, workos: true},
+		{name: "signature header: v1 only", build: malformedSig(func(ts, sig string) string { return "v1=" + sig }), status: 401, workos: true},
+		{name: "signature header: empty t", build: malformedSig(func(ts, sig string) string { return "t=, v1=" + sig }), status: 401, workos: true},
+		{name: "signature header: t with a sign", build: malformedSig(func(ts, sig string) string { return "t=+" + ts + ", v1=" + sig }), status: 401, workos: true},
+		{name: "signature header: negative t", build: malformedSig(func(ts, sig string) string { return "t=-" + ts + ", v1=" + sig }), status: 401, workos: true},
+		{name: "signature header: t beyond int64", build: malformedSig(func(ts, sig string) string { return "t=99999999999999999999, v1=" + sig }), status: 401, workos: true},
+		{name: "signature header: t in full-width digits", build: malformedSig(func(ts, sig string) string { return "t=１７００, v1=" + sig }), status: 401, workos: true},
+		{name: "signature header: quoted t", build: malformedSig(func(ts, sig string) string { return `t="` + ts + `", v1=` + sig }), status: 401, workos: true},
+		{name: "signature header: upper-case T", build: malformedSig(func(ts, sig string) string { return "T=" + ts + ", v1=" + sig }), status: 401, workos: true},
+		{name: "signature header: spaces around =", build: malformedSig(func(ts, sig string) string { return "t = " + ts + ", v1 = " + sig }), status: 401, workos: true},
+		{name: "signature header: upper-case hex", build: malformedSig(func(ts, sig string) string { return "t=" + ts + ", v1=" + strings.ToUpper(sig) }), status: 401, workos: true},
+		{name: "signature header: 63 hex digits", build: malformedSig(func(ts, sig string) string { return "t=" + ts + ", v1=" + sig[:63] }), status: 401, workos: true},
+		{name: "signature header: 65 hex digits", build: malformedSig(func(ts, sig string) string { return "t=" + ts + ", v1=" + sig + "0" }), status: 401, workos: true},
+		{name: "signature header: v0 scheme", build: malformedSig(func(ts, sig string) string { return "t=" + ts + ", v0=" + sig }), status: 401, workos: true},
+		{name: "signature header: two spaces after a comma", build: malformedSig(func(ts, sig string) string { return "t=" + ts + ",  v1=" + sig }), status: 401, workos: true},
+		{name: "signature header: tab after a comma", build: malformedSig(func(ts, sig string) string { return "t=" + ts + ",\tv1=" + sig }), status: 401, workos: true},
+		{name: "signature header: semicolons", build: malformedSig(func(ts, sig string) string { return "t=" + ts + "; v1=" + sig }), status: 401, workos: true},
+		{name: "signature header: trailing comma", build: malformedSig(func(ts, sig string) string { return "t=" + ts + ", v1=" + sig + "," }), status: 401, workos: true},
+		{name: "signature header: two t", build: malformedSig(func(ts, sig string) string { return "t=" + ts + ", t=" + ts + ", v1=" + sig }), status: 401, workos: true},
 		{name: "signature header: genuine v1 ninth", build: malformedSig(func(ts, sig string) string {
 			return "t=" + ts + strings.Repeat(", v1="+strings.Repeat("0", 64), maxWebhookSignatures) + ", v1=" + sig
-		}), status: 401},
-		{name: "signature header: hex with 0x", build: malformedSig(func(ts, sig string) string { return "t=" + ts + ", v1=0x" + sig[2:] }), status: 401},
+		}), status: 401, workos: true},
+		{name: "signature header: hex with 0x", build: malformedSig(func(ts, sig string) string { return "t=" + ts + ", v1=0x" + sig[2:] }), status: 401, workos: true},
 		{name: "webhook with a form content type", build: func(f *hostileFixture) *http.Request {
 			r := f.signedWebhook(hostileMagicEvent)
 			r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 			return r
-		}, status: 415},
+		}, status: 415, workos: true},
 		{name: "webhook from a browser origin, forged", build: func(f *hostileFixture) *http.Request {
 			r := f.webhook(hostileMagicEvent, webhookSig("whsec_guess", hostileMagicEvent, f.ts.clock.Now()))
 			r.Header.Set("Origin", evil)
 			return r
-		}, status: 401},
+		}, status: 401, workos: true},
 		{name: "signed webhook that is not JSON", build: func(f *hostileFixture) *http.Request {
 			return f.signedWebhook(`{"id":`)
-		}, status: 400},
+		}, status: 400, workos: true},
 		{name: "signed webhook with a path in the event id", build: func(f *hostileFixture) *http.Request {
 			return f.signedWebhook(strings.Replace(hostileMagicEvent, hostileEventID, "event_../../../x", 1))
-		}, status: 400},
+		}, status: 400, workos: true},
 		{name: "signed webhook with a path in the magic auth id", build: func(f *hostileFixture) *http.Request {
 			return f.signedWebhook(strings.Replace(hostileMagicEvent, hostileMagicAuthID, "magic_auth_../../users/user_1", 1))
-		}, status: 400},
+		}, status: 400, workos: true},
 		{name: "signed webhook of an ignored event", build: func(f *hostileFixture) *http.Request {
 			return f.signedWebhook(hostileOtherEvent)
-		}, status: 200},
+		}, status: 200, workos: true},
+		{name: "webhook replayed within the window after delivery", build: func(f *hostileFixture) *http.Request {
+			body := f.magicAuthEvent(f.ts.clock.Now().Add(10 * time.Minute))
+			wantStatus(f.t, f.ts.webhook(body), http.StatusOK)
+			f.ts.clock.Advance(time.Minute)
+			return f.signedWebhook(body)
+		}, status: 200, workos: true},
+		{name: "webhook retried while a delivery is in progress", build: func(f *hostileFixture) *http.Request {
+			body := f.magicAuthEvent(f.ts.clock.Now().Add(10 * time.Minute))
+			if _, err := f.ts.store.SetNX(context.Background(), f.ts.key("webhook", hostileEventID), claimProcessing, webhookLease); err != nil {
+				f.t.Fatal(err)
+			}
+			return f.signedWebhook(body)
+		}, status: 409, workos: true},
+		{name: "webhook for a magic auth WorkOS does not know", build: func(f *hostileFixture) *http.Request {
+			return f.signedWebhook(hostileMagicEvent)
+		}, status: 503, workos: true, callsWorkOS: true},
+		{name: "webhook for an expired magic auth", build: func(f *hostileFixture) *http.Request {
+			return f.signedWebhook(f.magicAuthEvent(f.ts.clock.Now().Add(-time.Second)))
+		}, status: 200, workos: true, callsWorkOS: true, mayChange: []string{"webhook"}},
+		{name: "unsigned webhook in email+code mode", build: func(f *hostileFixture) *http.Request {
+			return f.post(hook, hostileMagicEvent)
+		}, status: 404},
 		{name: "signed magic_auth.created in email+code mode", build: func(f *hostileFixture) *http.Request {
 			return f.signedWebhook(hostileMagicEvent)
 		}, status: 404},
 	}
+}
+
+// loginURL asks for an AuthKit URL that returns to redirect.
+func loginURL(redirect string) func(f *hostileFixture) *http.Request {
+	return func(f *hostileFixture) *http.Request {
+		b, _ := json.Marshal(map[string]string{"redirect_url": redirect})
+		return f.post(loginURLPath, string(b))
+	}
+}
+
+// callbackBody is the JSON of a callback request.
+func callbackBody(code, state string) string {
+	return fmt.Sprintf(`{"code":%q,"state":%q}`, code, state)
+}
+
+// pendingChoice runs a sign-in to the point where Ada must pick one of two
+// organizations, and returns her browser holding the pending cookie.
+func (f *hostileFixture) pendingChoice() *browser {
+	f.t.Helper()
+	g := adaGrant()
+	g.Err = "organization_selection_required"
+	g.Organizations = []fakeOrg{{testOrgID, "Acme"}, {testOtherOrgID, "Other"}}
+	b := newBrowser(f.ts)
+	if r := b.signinWith(f.fake, g); r.field("response_type") != organizationSelectionRequired {
+		f.t.Fatalf("sign-in answered %d %s, want a pending choice", r.Code, r.Body)
+	}
+	return b
+}
+
+// magicAuthEvent registers hostileMagicAuthID for Ada with the fake WorkOS,
+// expiring at expires, and returns the event that announces it.
+func (f *hostileFixture) magicAuthEvent(expires time.Time) string {
+	f.fake.addMagicAuth(hostileMagicAuthID, "ada@example.com", "424242", expires)
+	return hostileMagicEvent
 }
 
 // flipChar returns another base64url character than b.
@@ -617,6 +781,7 @@ func runHostileCase(t *testing.T, f *hostileFixture, tc hostileCase) {
 	r := tc.build(f)
 	ts.background.Wait()
 	mailsBefore := len(ts.mails.sent())
+	callsBefore := f.workosCalls()
 	storeBefore := storeSnapshot(t, ts.store, ts.clock.Now())
 
 	rec := httptest.NewRecorder()
@@ -636,7 +801,7 @@ func runHostileCase(t *testing.T, f *hostileFixture, tc hostileCase) {
 	if rec.Code >= 400 && answer["error"] == nil && answer["response_type"] == nil {
 		t.Errorf("error answer without error or response_type: %s", rec.Body)
 	}
-	for _, secret := range []string{string(ts.keys[0]), hostileWebhookSecret} {
+	for _, secret := range []string{string(ts.keys[0]), f.secret} {
 		if strings.Contains(rec.Body.String(), secret) || strings.Contains(fmt.Sprint(rec.Header()), secret) {
 			t.Errorf("the answer reveals a secret")
 		}
@@ -648,6 +813,9 @@ func runHostileCase(t *testing.T, f *hostileFixture, tc hostileCase) {
 	}
 	if n := len(ts.mails.sent()) - mailsBefore; n != 0 {
 		t.Errorf("%d mails sent", n)
+	}
+	if n := f.workosCalls() - callsBefore; n != 0 && !tc.callsWorkOS {
+		t.Errorf("%d calls to WorkOS", n)
 	}
 	for _, k := range storeChanges(storeBefore, storeSnapshot(t, ts.store, ts.clock.Now())) {
 		if !slices.Contains(tc.mayChange, keyKind(ts.cfg.KeyPrefix, k)) {
@@ -670,7 +838,7 @@ func TestHostileRequests(t *testing.T) {
 		seen[tc.name] = true
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			runHostileCase(t, newHostileFixture(t), tc)
+			runHostileCase(t, newHostileFixture(t, tc.workos), tc)
 		})
 	}
 }
@@ -796,7 +964,7 @@ func TestHostileSlowBodyIsCut(t *testing.T) {
 	if testing.Short() {
 		t.Skip("waits for the read timeout")
 	}
-	f := newHostileFixture(t)
+	f := newHostileFixture(t, false)
 	addr := serveForTest(t, f.ts)
 	conn, err := net.Dial("tcp", addr)
 	if err != nil {
@@ -838,7 +1006,7 @@ func TestHostileSlowBodyIsCut(t *testing.T) {
 // and never reaches a handler.
 func TestHostileOversizedHeaderIsRefused(t *testing.T) {
 	t.Parallel()
-	f := newHostileFixture(t)
+	f := newHostileFixture(t, false)
 	addr := serveForTest(t, f.ts)
 	conn, err := net.Dial("tcp", addr)
 	if err != nil {
@@ -882,7 +1050,7 @@ func (h *hookStore) Set(ctx context.Context, key, value string, ttl time.Duratio
 // a window open; the logout must win all the same.
 func TestHostileLogoutDuringRefresh(t *testing.T) {
 	t.Parallel()
-	f := newHostileFixture(t)
+	f := newHostileFixture(t, false)
 	ts := f.ts
 	cookies := f.session()
 	sid := f.claimsOf(cookieValue(cookies, "access_token")).Sid
@@ -913,7 +1081,7 @@ func TestHostileLogoutDuringRefresh(t *testing.T) {
 // and addresses only as HMACs.
 func TestHostileStoreHoldsNoCode(t *testing.T) {
 	t.Parallel()
-	f := newHostileFixture(t)
+	f := newHostileFixture(t, false)
 	code := f.code()
 	ms := f.ts.store.(*memoryStore)
 	ms.mu.Lock()
@@ -941,7 +1109,7 @@ func TestHostileStoreHoldsNoCode(t *testing.T) {
 // both tokens, the JWT and webhook secrets and a webhook signature.
 func TestHostileLogsHoldNoSecrets(t *testing.T) {
 	t.Parallel()
-	f := newHostileFixture(t)
+	f := newHostileFixture(t, false)
 	ts := f.ts
 	code := f.code()
 	r := ts.verify("ada@example.com", code)
