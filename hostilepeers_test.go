@@ -345,3 +345,108 @@ func waitBackground(t *testing.T, ts *testServer, bound time.Duration) {
 		t.Fatalf("background mail still running after %v", bound)
 	}
 }
+
+// TestHostileRedisWorkOS: in WorkOS mode a broken Redis must not lose a
+// webhook event (the contract: deliver as if the event were new, a
+// duplicate is possible, a lost mail is not), and must not let an AuthKit
+// state be used without being spent (503, WorkOS never asked).
+func TestHostileRedisWorkOS(t *testing.T) {
+	t.Parallel()
+	bound := 2*storeTimeout + workosTimeout + 10*time.Second
+	for _, b := range hostileRedisBehaviours() {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			fake := newFakeWorkOS(t)
+			fake.setMembership(testAda.ID, testOrgID, "active")
+			ts := newWorkOSTestServer(t, fake, "REDIS_URL", startHostileRedis(t, b.behave))
+
+			d := newDelivery(t, ts, fake)
+			r := answerWithin(t, ts, webhookRequest(ts, d.body), bound)
+			if r.Code != http.StatusOK || r.field("status") != "delivered" {
+				t.Fatalf("webhook: %d %s, want 200 delivered", r.Code, r.Body)
+			}
+			if sent := ts.mails.sent(); len(sent) != 1 || !strings.Contains(sent[0].Text, d.code) {
+				t.Fatalf("%d mails, want the one code", len(sent))
+			}
+			if ts.metrics.get("dashauth_webhook_undeduped_total", "", "") != 1 {
+				t.Error("delivery without de-duplication was not counted")
+			}
+
+			br := newBrowser(ts)
+			code, state := fake.authorize(t, br.startSignin(), adaGrant())
+			req := withCookies((&hostileFixture{t: t, ts: ts}).post(callbackPath, callbackBody(code, state)), br.cookies()...)
+			r = answerWithin(t, ts, req, bound)
+			if r.Code != http.StatusServiceUnavailable {
+				t.Errorf("callback: %d %s, want 503", r.Code, r.Body)
+			}
+			for _, c := range r.Result().Cookies() {
+				if c.Value != "" {
+					t.Errorf("callback set cookie %s", c.Name)
+				}
+			}
+			if n := fake.calls(fakeAuthenticatePath); n != 0 {
+				t.Errorf("the code was exchanged %d times without the state being spent", n)
+			}
+		})
+	}
+}
+
+// TestHostileSMTPWebhookStalls: an SMTP server that stalls after the
+// greeting (at EHLO, MAIL or RCPT) holds a webhook delivery only until the
+// SMTP deadline: 503, the claim released, and WorkOS's retry delivers one
+// mail. (TestWebhookSMTPFailures covers refusals and drops at every stage,
+// and stalls at the greeting, DATA and the end of data.)
+func TestHostileSMTPWebhookStalls(t *testing.T) {
+	t.Parallel()
+	for _, stage := range []smtpStage{stageHello, stageMail, stageRcpt} {
+		t.Run(string(stage), func(t *testing.T) {
+			t.Parallel()
+			ts, fake, srv := newDeliveryServer(t, testSMTPFailure{Stage: stage, Stall: true, Times: 1})
+			d := newDelivery(t, ts, fake)
+			normal := ts.mail
+			ts.mail = configuredMailer(t, ts, srv, hostileSMTPTimeout)
+			r := answerWithin(t, ts, webhookRequest(ts, d.body), hostileSMTPTimeout+workosTimeout+10*time.Second)
+			ts.mail = normal
+			wantAnswer(t, r, http.StatusServiceUnavailable, "error", "delivery_failed")
+			wantNoClaim(t, ts, d.eventID)
+			wantAnswer(t, ts.webhook(d.body), http.StatusOK, "status", "delivered")
+			wantAnswer(t, ts.webhook(d.body), http.StatusOK, "status", "duplicate")
+			if n := srv.Count(); n != 1 {
+				t.Fatalf("%d mails in total, want 1", n)
+			}
+		})
+	}
+}
+
+// TestHostileWorkOSSelectOrganization: WorkOS failing at the second step of
+// a sign-in, the organization choice, answers 503 with no session, like the
+// first step does (TestWorkOSUnavailable).
+func TestHostileWorkOSSelectOrganization(t *testing.T) {
+	t.Parallel()
+	for name, fault := range map[string]fakeFault{
+		"500": fault500, "invalid JSON": faultInvalidJSON, "huge body": faultHugeBody,
+		"huge error body": faultHugeErrorBody, "stall": faultStall, "stall in body": faultStallBody,
+		"redirect": faultRedirect,
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			f := newHostileFixture(t, true)
+			f.ts.workos.timeout = 2 * time.Second
+			b := f.pendingChoice()
+			f.fake.setFault(fakeAuthenticatePath, fault)
+			req := withCookies(f.post(selectOrgPath, `{"organization_id":"`+testOrgID+`"}`), b.cookies()...)
+			r := answerWithin(t, f.ts, req, f.ts.workos.timeout+10*time.Second)
+			if r.Code != http.StatusServiceUnavailable || r.field("error") != "workos_unavailable" {
+				t.Fatalf("%d %s, want 503 workos_unavailable", r.Code, r.Body)
+			}
+			for _, c := range r.Result().Cookies() {
+				if c.Value != "" {
+					t.Errorf("set cookie %s", c.Name)
+				}
+			}
+			if n := f.fake.calls(fakeRedirectPath); n != 0 {
+				t.Error("a redirect from WorkOS was followed")
+			}
+		})
+	}
+}
