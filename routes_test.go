@@ -337,6 +337,29 @@ func TestLoadConfigProduction(t *testing.T) {
 	}
 }
 
+func TestOriginsAreCanonical(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]string{
+		"https://App.Example.com:443":  "https://app.example.com",
+		"https://app.example.com/":     "https://app.example.com",
+		"https://app.example.com:8443": "https://app.example.com:8443",
+		"HTTP://LOCALHOST:80":          "http://localhost",
+		"http://[::1]:80":              "http://[::1]",
+		"http://LocalHost:8080":        "http://localhost:8080",
+	} {
+		got, err := parseOrigin(in)
+		if err != nil || got != want {
+			t.Errorf("parseOrigin(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	cfg, _, err := loadConfig(func(k string) string {
+		return map[string]string{"DASHBOARD_URL": "http://LocalHost:8080"}[k]
+	})
+	if err != nil || !cfg.Dev {
+		t.Errorf("an upper-case localhost is development mode too: dev=%v, %v", cfg.Dev, err)
+	}
+}
+
 func TestLoadConfigDevelopment(t *testing.T) {
 	t.Parallel()
 	cfg, warnings, err := loadConfig(func(string) string { return "" })
