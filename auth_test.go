@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"net/mail"
@@ -8,6 +9,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -414,4 +416,114 @@ func FuzzParseMembers(f *testing.F) {
 			}
 		}
 	})
+}
+
+// failNthStore passes calls to the memory store, except call number failAt
+// (counting from 1), which fails like a Redis that stopped answering.
+type failNthStore struct {
+	store
+	mu     sync.Mutex
+	calls  int
+	failAt int
+}
+
+func (f *failNthStore) fail() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls++
+	return f.calls == f.failAt
+}
+
+func (f *failNthStore) Get(ctx context.Context, k string) (string, bool, error) {
+	if f.fail() {
+		return "", false, errStoreDown
+	}
+	return f.store.Get(ctx, k)
+}
+
+func (f *failNthStore) Set(ctx context.Context, k, v string, ttl time.Duration) error {
+	if f.fail() {
+		return errStoreDown
+	}
+	return f.store.Set(ctx, k, v, ttl)
+}
+
+func (f *failNthStore) SetNX(ctx context.Context, k, v string, ttl time.Duration) (bool, error) {
+	if f.fail() {
+		return false, errStoreDown
+	}
+	return f.store.SetNX(ctx, k, v, ttl)
+}
+
+func (f *failNthStore) Incr(ctx context.Context, k string, ttl time.Duration) (int64, time.Duration, error) {
+	if f.fail() {
+		return 0, 0, errStoreDown
+	}
+	return f.store.Incr(ctx, k, ttl)
+}
+
+func (f *failNthStore) Del(ctx context.Context, k string) (bool, error) {
+	if f.fail() {
+		return false, errStoreDown
+	}
+	return f.store.Del(ctx, k)
+}
+
+// TestEveryStoreFailureAnswers503 runs each email+code and session step
+// with its first, second, ... store call failing, and checks that every
+// failure is a 503 (or, for a failure the step can ride out, its normal
+// answer), never a 500, and that a failed step sets no session cookie.
+func TestEveryStoreFailureAnswers503(t *testing.T) {
+	t.Parallel()
+	steps := []struct {
+		name string
+		run  func(ts *testServer, cookies []*http.Cookie, code string) response
+	}{
+		{"login_code", func(ts *testServer, _ []*http.Cookie, _ string) response {
+			return ts.post("/v2/user/login_code/", `{"email":"ada@example.com"}`)
+		}},
+		{"verify", func(ts *testServer, _ []*http.Cookie, code string) response {
+			return ts.verify("ada@example.com", code)
+		}},
+		{"me", func(ts *testServer, c []*http.Cookie, _ string) response {
+			return ts.get("/v2/user/me/", named(c, "access_token")...)
+		}},
+		{"refresh", func(ts *testServer, c []*http.Cookie, _ string) response {
+			return ts.post("/v2/user/token_refresh/", "", named(c, "refresh_token")...)
+		}},
+		{"logout", func(ts *testServer, c []*http.Cookie, _ string) response {
+			return ts.post("/v2/user/logout/", "", named(c, "access_token", "refresh_token")...)
+		}},
+	}
+	for _, step := range steps {
+		for failAt := 1; ; failAt++ {
+			ts := newEmailCodeServer(t)
+			// Set up with a working store: a session, and a fresh code.
+			cookies := ts.signIn()
+			ts.clock.Advance(perAddressGap)
+			code := ""
+			if step.name == "verify" {
+				code = ts.requestCode("ada@example.com")
+			}
+			flaky := &failNthStore{store: ts.store, failAt: failAt}
+			ts.store = flaky
+			r := step.run(ts, cookies, code)
+			if flaky.calls < failAt {
+				break // the step made fewer calls than failAt: all were tried
+			}
+			switch {
+			case r.Code == http.StatusServiceUnavailable:
+				if len(r.cookies()) != 0 {
+					t.Errorf("%s, store call %d failing: 503 with session cookies", step.name, failAt)
+				}
+			case r.Code >= 500:
+				t.Errorf("%s, store call %d failing: %d %s", step.name, failAt, r.Code, r.Body)
+			case r.Code >= 200 && r.Code < 300:
+				// A best-effort call (resetting the try counter after a
+				// successful verify) may fail without failing the step.
+			default:
+				t.Errorf("%s, store call %d failing: %d %s, want 503", step.name, failAt, r.Code, r.Body)
+			}
+		}
+	}
 }

@@ -52,10 +52,6 @@ type config struct {
 // short enough that a webhook answer reaches WorkOS before it gives up.
 const smtpTimeout = 15 * time.Second
 
-// minSecretLen is the shortest JWT_SECRET accepted: 32 bytes is the output
-// size of SHA-256, the key length RFC 7518 section 3.2 requires for HS256.
-const minSecretLen = 32
-
 // loadConfig reads the environment. It returns every problem it finds, one
 // per line, so an operator can fix them all in one go; warnings are things
 // development mode allowed that production would refuse.
@@ -113,14 +109,14 @@ func loadConfig(getenv func(string) string) (cfg config, warnings []string, err 
 		bad("WORKOS_API_BASE_URL: %v", err)
 	}
 	if cfg.WorkOS {
-		for name, v := range map[string]string{
-			"WORKOS_CLIENT_ID":       cfg.WorkOSClientID,
-			"WORKOS_API_KEY":         cfg.WorkOSAPIKey,
-			"WORKOS_WEBHOOK_SECRET":  cfg.WorkOSWebhookSecret,
-			"WORKOS_SIGNIN_BASE_URL": cfg.WorkOSSigninBaseURL,
+		for _, v := range []struct{ name, value string }{
+			{"WORKOS_CLIENT_ID", cfg.WorkOSClientID},
+			{"WORKOS_API_KEY", cfg.WorkOSAPIKey},
+			{"WORKOS_WEBHOOK_SECRET", cfg.WorkOSWebhookSecret},
+			{"WORKOS_SIGNIN_BASE_URL", cfg.WorkOSSigninBaseURL},
 		} {
-			if v == "" {
-				bad("%s is required when IS_WORKOS_INTEGRATED is \"true\"", name)
+			if v.value == "" {
+				bad("%s is required when IS_WORKOS_INTEGRATED is \"true\"", v.name)
 			}
 		}
 		if cfg.WorkOSSigninBaseURL != "" {
@@ -134,15 +130,15 @@ func loadConfig(getenv func(string) string) (cfg config, warnings []string, err 
 	case secret == "" && cfg.Dev:
 		warnings = append(warnings, "JWT_SECRET is not set: using a random key, so sessions end when the process does")
 	case secret == "":
-		bad("JWT_SECRET is required (at least %d bytes)", minSecretLen)
-	case len(secret) < minSecretLen:
-		bad("JWT_SECRET is %d bytes; it must be at least %d", len(secret), minSecretLen)
+		bad("JWT_SECRET is required (at least %d bytes)", minKeyBytes)
+	case len(secret) < minKeyBytes:
+		bad("JWT_SECRET is %d bytes; it must be at least %d", len(secret), minKeyBytes)
 	default:
 		cfg.JWTSecret = []byte(secret)
 	}
 	if prev := getenv("JWT_SECRET_PREVIOUS"); prev != "" {
-		if len(prev) < minSecretLen {
-			bad("JWT_SECRET_PREVIOUS is %d bytes; it must be at least %d", len(prev), minSecretLen)
+		if len(prev) < minKeyBytes {
+			bad("JWT_SECRET_PREVIOUS is %d bytes; it must be at least %d", len(prev), minKeyBytes)
 		}
 		cfg.JWTSecretPrevious = []byte(prev)
 	}
@@ -234,7 +230,17 @@ func parseOrigin(raw string) (string, error) {
 	if u.Path != "" {
 		return "", fmt.Errorf("%q must be an origin (scheme://host[:port]) without a path", raw)
 	}
-	return u.Scheme + "://" + u.Host, nil
+	// Write it as a browser writes Origin (RFC 6454 section 6.1): lower-case
+	// host, no default port. Otherwise https://App.example.com:443 would
+	// never equal the Origin header and every POST would be refused.
+	host := strings.ToLower(u.Host)
+	if p := u.Port(); (u.Scheme == "https" && p == "443") || (u.Scheme == "http" && p == "80") {
+		host = strings.ToLower(u.Hostname())
+		if strings.Contains(host, ":") {
+			host = "[" + host + "]"
+		}
+	}
+	return u.Scheme + "://" + host, nil
 }
 
 // parseBaseURL accepts an absolute http(s) URL without user info, query or fragment.

@@ -262,7 +262,7 @@ func (s *server) limitBody(next http.Handler) http.Handler {
 			limit = maxWebhookBody
 		}
 		if r.ContentLength > limit {
-			if webhook {
+			if webhook && s.workos != nil {
 				s.metrics.inc("dashauth_webhook_events_total", "outcome", "rejected")
 			}
 			writeError(w, http.StatusRequestEntityTooLarge, "body_too_large")

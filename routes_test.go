@@ -337,6 +337,29 @@ func TestLoadConfigProduction(t *testing.T) {
 	}
 }
 
+func TestOriginsAreCanonical(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]string{
+		"https://App.Example.com:443":  "https://app.example.com",
+		"https://app.example.com/":     "https://app.example.com",
+		"https://app.example.com:8443": "https://app.example.com:8443",
+		"HTTP://LOCALHOST:80":          "http://localhost",
+		"http://[::1]:80":              "http://[::1]",
+		"http://LocalHost:8080":        "http://localhost:8080",
+	} {
+		got, err := parseOrigin(in)
+		if err != nil || got != want {
+			t.Errorf("parseOrigin(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	cfg, _, err := loadConfig(func(k string) string {
+		return map[string]string{"DASHBOARD_URL": "http://LocalHost:8080"}[k]
+	})
+	if err != nil || !cfg.Dev {
+		t.Errorf("an upper-case localhost is development mode too: dev=%v, %v", cfg.Dev, err)
+	}
+}
+
 func TestLoadConfigDevelopment(t *testing.T) {
 	t.Parallel()
 	cfg, warnings, err := loadConfig(func(string) string { return "" })
@@ -444,4 +467,46 @@ func FuzzParseFields(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestRunServesAndStops starts the whole service as main does, with no
+// configuration but a free port, answers a request, and stops cleanly when
+// its context ends (what SIGTERM does through signal.NotifyContext).
+func TestRunServesAndStops(t *testing.T) {
+	t.Parallel()
+	env := map[string]string{"LISTEN_ADDR": "127.0.0.1:0"}
+	logs := &syncBuffer{}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, func(k string) string { return env[k] }, logs) }()
+
+	var addr string
+	for addr == "" {
+		select {
+		case err := <-done:
+			t.Fatalf("run returned early: %v\n%s", err, logs.String())
+		case <-time.After(10 * time.Millisecond):
+		}
+		for _, line := range strings.Split(logs.String(), "\n") {
+			var entry struct{ Msg, Addr string }
+			if json.Unmarshal([]byte(line), &entry) == nil && entry.Msg == "listening" {
+				addr = entry.Addr
+			}
+		}
+	}
+	if !strings.Contains(logs.String(), "development mode") {
+		t.Error("no line says the service is in development mode")
+	}
+	resp, err := http.Get("http://" + addr + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("healthz %d", resp.StatusCode)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("run after shutdown = %v, want nil", err)
+	}
 }

@@ -1167,7 +1167,7 @@ func TestWebhookEmailCodeMode(t *testing.T) {
 		if n := len(ts.mails.sent()); n != 0 {
 			t.Fatalf("%d mails in email+code mode", n)
 		}
-		wantOutcomes(t, ts, outcomes{ignored: 2})
+		wantOutcomes(t, ts, outcomes{})
 	}
 	if n := fake.calls(fakeMagicAuthPath); n != 0 {
 		t.Fatalf("email+code mode fetched %d magic auths", n)

@@ -227,7 +227,16 @@ func (s *server) finishWorkOSSignin(w http.ResponseWriter, r *http.Request, res 
 		return
 	}
 	if res.OrganizationID == "" {
-		s.signinResponse(w, http.StatusForbidden, membershipNotFound)
+		inactive, err := s.workos.hasInactiveMembership(r.Context(), u.ID)
+		switch {
+		case err != nil:
+			s.log.Error("workos: list memberships", "user", u.ID, "err", err)
+			s.workosUnavailable(w)
+		case inactive:
+			s.signinResponse(w, http.StatusForbidden, membershipDeactivated)
+		default:
+			s.signinResponse(w, http.StatusForbidden, membershipNotFound)
+		}
 		return
 	}
 	status, err := s.workos.membershipStatus(r.Context(), u.ID, res.OrganizationID)

@@ -261,6 +261,7 @@ func TestWorkOSMembership(t *testing.T) {
 		{"pending invitation", "pending", false, http.StatusForbidden, membershipNotFound},
 		{"no membership", "", false, http.StatusForbidden, membershipNotFound},
 		{"no organization from WorkOS", "active", true, http.StatusForbidden, membershipNotFound},
+		{"no organization from WorkOS, an inactive membership", "inactive", true, http.StatusForbidden, membershipDeactivated},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -162,6 +162,29 @@ func (c *workosClient) membershipStatus(ctx context.Context, userID, orgID strin
 	return status, nil
 }
 
+// hasInactiveMembership reports whether userID has an inactive membership
+// in any organization. AuthKit names no organization when a user's only
+// memberships are inactive; the contract answers that person
+// MEMBERSHIP_DEACTIVATED, and MEMBERSHIP_NOT_FOUND only to one with none.
+func (c *workosClient) hasInactiveMembership(ctx context.Context, userID string) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	list, err := c.um.ListOrganizationMemberships(ctx, usermanagement.ListOrganizationMembershipsOpts{
+		UserID:   userID,
+		Statuses: []usermanagement.OrganizationMembershipStatus{usermanagement.Inactive},
+		Limit:    1,
+	})
+	if err != nil {
+		return false, err
+	}
+	for _, m := range list.Data {
+		if m.UserID == userID && m.Status == usermanagement.Inactive {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
 // magicAuth fetches a magic auth (its code and email) under the timeout.
 // id must already have passed validMagicAuthID: the SDK puts it into the
 // URL path unescaped.
