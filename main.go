@@ -143,8 +143,10 @@ func newServer(cfg config, log *slog.Logger, now func() time.Time) (*server, err
 			return nil, fmt.Errorf("REDIS_URL: %w", err)
 		}
 		s.store = rs
+		log.Info("state store: redis", "url", redactedURL(cfg.RedisURL))
 	} else {
 		s.store = newMemoryStore(now, memoryStoreMaxKeys)
+		log.Info("state store: in-process memory (one replica only)")
 	}
 
 	if cfg.SMTPEnabled {

@@ -510,3 +510,18 @@ func TestRunServesAndStops(t *testing.T) {
 		t.Fatalf("run after shutdown = %v, want nil", err)
 	}
 }
+
+func TestRedisPasswordNeverLogged(t *testing.T) {
+	t.Parallel()
+	ts := newTestServer(t, testEnv("REDIS_URL", "redis://app:s3cret-redis-pw@127.0.0.1:1/2"))
+	logs := ts.logs.String()
+	if !strings.Contains(logs, "state store: redis") || strings.Contains(logs, "s3cret-redis-pw") {
+		t.Fatalf("startup log leaks or lacks the store line:\n%s", logs)
+	}
+	// The store is unreachable: readyz says so, without the URL.
+	r := ts.get("/readyz")
+	wantStatus(t, r, http.StatusServiceUnavailable)
+	if strings.Contains(ts.logs.String(), "s3cret-redis-pw") || strings.Contains(r.Body.String(), "s3cret") {
+		t.Fatal("the Redis password reached a log line or a response")
+	}
+}
