@@ -127,7 +127,7 @@ func verifyToken(token string, keys [][]byte, issuer, typ string, now time.Time)
 	if header != tokenHeader {
 		return claims{}, fmt.Errorf("verify token: header is not HS256/JWT: %w", errMalformedToken)
 	}
-	sig, err := strictBase64().DecodeString(sigSeg)
+	sig, err := decodeBase64URL(sigSeg)
 	if err != nil || len(sig) != sigBytes {
 		return claims{}, fmt.Errorf("verify token: signature encoding: %w", errMalformedToken)
 	}
@@ -165,7 +165,7 @@ func verifyToken(token string, keys [][]byte, issuer, typ string, now time.Time)
 // iat, exp at least 1. Numbers must be JSON integers: 1e9, 1.0 and "1" do not decode
 // into an int64.
 func decodeClaims(seg string) (claims, error) {
-	payload, err := strictBase64().DecodeString(seg)
+	payload, err := decodeBase64URL(seg)
 	if err != nil {
 		return claims{}, fmt.Errorf("payload encoding: %w", err)
 	}
@@ -215,10 +215,18 @@ func checkShape(c claims) error {
 	return nil
 }
 
-// strictBase64 is base64url without padding (RFC 7515 §2) that refuses non-zero trailing
-// bits, so one byte string has exactly one encoding. A function, not a package variable:
-// the package keeps no state.
-func strictBase64() *base64.Encoding { return base64.RawURLEncoding.Strict() }
+// decodeBase64URL decodes base64url without padding (RFC 7515 §2), strictly:
+// only the 64 alphabet bytes, and no non-zero trailing bits, so every value
+// has exactly one spelling. Go's decoder, even in Strict mode, skips CR and
+// LF, which would give a second spelling; the alphabet check refuses them.
+func decodeBase64URL(s string) ([]byte, error) {
+	for i := 0; i < len(s); i++ {
+		if s[i] == '.' || !isTokenByte(s[i]) {
+			return nil, fmt.Errorf("byte %d is not base64url", i)
+		}
+	}
+	return base64.RawURLEncoding.Strict().DecodeString(s)
+}
 
 // mac is HMAC-SHA256 of signed under key (RFC 7518 §3.2).
 func mac(key []byte, signed string) []byte {

@@ -116,7 +116,7 @@ func (s *server) openSealed(base, value string, v any) error {
 	if len(value) > maxSealedLen {
 		return fmt.Errorf("open %s cookie: %d bytes, limit %d: %w", base, len(value), maxSealedLen, errSealedInvalid)
 	}
-	raw, err := base64.RawURLEncoding.Strict().DecodeString(value)
+	raw, err := decodeBase64URL(value)
 	if err != nil || len(raw) < gcmNonceLen+gcmTagLen {
 		return fmt.Errorf("open %s cookie: not base64url of a sealed value: %w", base, errSealedInvalid)
 	}

@@ -1000,6 +1000,8 @@ func TestWorkOSSessionID(t *testing.T) {
 		"sid with &":        h + "." + enc.EncodeToString([]byte(`{"sid":"a&return_to=x"}`)) + "." + s,
 		"sid with space":    h + "." + enc.EncodeToString([]byte(`{"sid":"a b"}`)) + "." + s,
 		"sid with newline":  h + "." + enc.EncodeToString([]byte(`{"sid":"a\nb"}`)) + "." + s,
+		"CR in payload":     h + "." + p[:4] + "\r" + p[4:] + "." + s,
+		"LF after payload":  h + "." + p + "\n." + s,
 		"sid non-ASCII":     h + "." + enc.EncodeToString([]byte(`{"sid":"séssion"}`)) + "." + s,
 		"sid too long":      h + "." + enc.EncodeToString([]byte(`{"sid":"`+strings.Repeat("a", maxWorkOSSID+1)+`"}`)) + "." + s,
 		"token too long":    h + "." + enc.EncodeToString([]byte(`{"sid":"s","x":"`+strings.Repeat("a", maxAccessToken)+`"}`)) + "." + s,
@@ -1077,6 +1079,20 @@ const (
 
 // FuzzOpenSealedStateCookie: no input panics the opener, and nothing opens
 // but the two values the server sealed, byte for byte.
+// TestSealedValueHasOneSpelling: Go's base64 decoder skips CR and LF even
+// in Strict mode, so a sealed value with a line break inserted would open
+// as the genuine one; only the exact bytes the server wrote may open.
+func TestSealedValueHasOneSpelling(t *testing.T) {
+	t.Parallel()
+	s := &server{keys: [][]byte{[]byte(fuzzSealKey)}}
+	for _, v := range []string{fuzzSealed1[:10] + "\r" + fuzzSealed1[10:], fuzzSealed1[:10] + "\n" + fuzzSealed1[10:], fuzzSealed1 + "\r\n"} {
+		var sc stateCookie
+		if err := s.openSealed(fuzzSealBase, v, &sc); err == nil {
+			t.Errorf("%q opened", v)
+		}
+	}
+}
+
 func FuzzOpenSealedStateCookie(f *testing.F) {
 	s := &server{keys: [][]byte{[]byte(fuzzSealKey)}} // sealing needs only the keys
 	for _, v := range []string{fuzzSealed1, fuzzSealed2} {

@@ -7,7 +7,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -235,7 +234,7 @@ func workosSessionID(token string) (string, error) {
 	if !ok1 || !ok2 || header == "" || payload == "" || sig == "" || strings.Contains(sig, ".") {
 		return "", fmt.Errorf("access token is not three dot-separated parts: %w", errWorkOSAnswer)
 	}
-	raw, err := base64.RawURLEncoding.Strict().DecodeString(payload)
+	raw, err := decodeBase64URL(payload)
 	if err != nil {
 		return "", fmt.Errorf("access token payload is not base64url: %w", errWorkOSAnswer)
 	}
