@@ -235,8 +235,16 @@ func (s *server) handleRefresh(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusUnauthorized, "refresh_token_spent")
 		return
 	}
+	// From here a store failure must not leave the token spent: the
+	// browser's retry would be taken for a replay and end the session.
+	unspend := func() {
+		if _, err := s.store.Del(ctx, s.key("spent", c.Jti)); err != nil {
+			s.log.Error("could not unspend a refresh token after a failed refresh", "sid", c.Sid, "err", err)
+		}
+	}
 	// Extend the record's life with the new refresh token.
 	if err := s.saveSession(ctx, c.Sid, rec); err != nil {
+		unspend()
 		s.storeFailed(w, "extend session", err)
 		return
 	}
@@ -246,6 +254,7 @@ func (s *server) handleRefresh(w http.ResponseWriter, r *http.Request) {
 	// mark after the write catches every such interleaving.
 	_, revoked, err := s.store.Get(ctx, s.key("revoked", c.Sid))
 	if err != nil {
+		unspend()
 		s.storeFailed(w, "check revocation", err)
 		return
 	}

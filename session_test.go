@@ -1,8 +1,10 @@
 package main
 
 import (
+	"context"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -192,4 +194,39 @@ func (r *headerRecorder) cookie(t *testing.T) *http.Cookie {
 		t.Errorf("no Max-Age in %q", r.h.Get("Set-Cookie"))
 	}
 	return cs[0]
+}
+
+// failSetOnce fails the first Set whose key contains match, like a Redis
+// that drops one write.
+type failSetOnce struct {
+	store
+	match  string
+	mu     sync.Mutex
+	failed bool
+}
+
+func (f *failSetOnce) Set(ctx context.Context, k, v string, ttl time.Duration) error {
+	f.mu.Lock()
+	fail := !f.failed && strings.Contains(k, f.match)
+	f.failed = f.failed || fail
+	f.mu.Unlock()
+	if fail {
+		return errStoreDown
+	}
+	return f.store.Set(ctx, k, v, ttl)
+}
+
+// TestRefreshRetryAfterStoreFailure: a refresh that fails on the store
+// answers 503 and leaves the token unspent, so the browser's retry, even
+// after the reuse interval, refreshes instead of revoking the session.
+func TestRefreshRetryAfterStoreFailure(t *testing.T) {
+	t.Parallel()
+	ts := newEmailCodeServer(t)
+	cookies := ts.signIn()
+	ts.store = &failSetOnce{store: ts.store, match: ":session:"}
+	wantStatus(t, ts.post("/v2/user/token_refresh/", "", named(cookies, "refresh_token")...), http.StatusServiceUnavailable)
+	ts.clock.Advance(ts.cfg.RefreshReuse + time.Second)
+	r := ts.post("/v2/user/token_refresh/", "", named(cookies, "refresh_token")...)
+	wantStatus(t, r, http.StatusOK)
+	wantStatus(t, ts.get("/v2/user/me/", named(r.cookies(), "access_token")...), http.StatusOK)
 }
