@@ -23,18 +23,20 @@ const (
 )
 
 // routes registers every endpoint, then wraps the mux in the middleware:
-// recover → log → headers → CORS → Origin check → content type → body limit.
+// recover → log → headers → CORS → route (404, 405, flow off) → Origin
+// check → content type → body limit. Routing comes before the request
+// checks, so an unknown path is a 404 whatever its body or Origin.
 func (s *server) routes() http.Handler {
 	mux := http.NewServeMux()
 
 	// A pattern ending in "/" matches every path below it too, so the API
 	// paths end in {$}: each matches its one path and nothing under it.
-	mux.HandleFunc("POST /v2/user/login_code/{$}", s.emailCodeOnly(s.handleLoginCode))
-	mux.HandleFunc("POST /v2/user/login_code/verify/{$}", s.emailCodeOnly(s.handleVerifyCode))
+	mux.HandleFunc("POST /v2/user/login_code/{$}", s.handleLoginCode)
+	mux.HandleFunc("POST /v2/user/login_code/verify/{$}", s.handleVerifyCode)
 
-	mux.HandleFunc("POST /v2/user/workos_login_url/{$}", s.workosOnly(s.handleWorkOSLoginURL))
-	mux.HandleFunc("POST /v2/user/workos_signin_callback/{$}", s.workosOnly(s.handleWorkOSCallback))
-	mux.HandleFunc("POST /v2/user/workos_select_organization/{$}", s.workosOnly(s.handleWorkOSSelectOrganization))
+	mux.HandleFunc("POST /v2/user/workos_login_url/{$}", s.handleWorkOSLoginURL)
+	mux.HandleFunc("POST /v2/user/workos_signin_callback/{$}", s.handleWorkOSCallback)
+	mux.HandleFunc("POST /v2/user/workos_select_organization/{$}", s.handleWorkOSSelectOrganization)
 
 	mux.HandleFunc("GET /v2/user/me/{$}", s.handleMe)
 	mux.HandleFunc("POST /v2/user/token_refresh/{$}", s.handleRefresh)
@@ -49,10 +51,11 @@ func (s *server) routes() http.Handler {
 
 	s.pageRoutes(mux)
 
-	var h http.Handler = s.notFound(mux)
+	var h http.Handler = mux
 	h = s.limitBody(h)
 	h = s.requireJSON(h)
 	h = s.checkOrigin(h)
+	h = s.route(mux, h)
 	h = s.cors(h)
 	h = s.securityHeaders(h)
 	h = s.logRequests(h)
@@ -60,31 +63,51 @@ func (s *server) routes() http.Handler {
 	return h
 }
 
-// notFound answers the mux's own 404 and 405 with JSON bodies, keeping its
-// Allow header, so every error a client sees has the same shape.
-func (s *server) notFound(mux *http.ServeMux) http.Handler {
+// flowEndpoints maps each endpoint of one sign-in flow to whether it is
+// WorkOS's (true) or email+code's (false); the other flow's endpoints
+// answer 404 with the error CONTRACT.md names.
+var flowEndpoints = map[string]bool{
+	"/v2/user/login_code/":                 false,
+	"/v2/user/login_code/verify/":          false,
+	"/v2/user/workos_login_url/":           true,
+	"/v2/user/workos_signin_callback/":     true,
+	"/v2/user/workos_select_organization/": true,
+}
+
+// route answers what no handler should see: 404 for an unknown path (and
+// for one the mux would only redirect, such as a missing trailing slash),
+// 405 with Allow for a known path and the wrong method, and 404 for the
+// endpoints of the sign-in flow that is off. Everything else goes on to next.
+func (s *server) route(mux *http.ServeMux, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h, pattern := mux.Handler(r)
-		_, route, _ := strings.Cut(pattern, " ")
-		route = strings.TrimSuffix(route, "{$}")
-		// The mux redirects a path that is not canonical or lacks its
-		// trailing slash; the contract calls those unknown paths.
-		exact := route == r.URL.Path || strings.Contains(route, "{")
-		if pattern != "" && exact && cleanPath(r.URL.Path) == r.URL.Path {
-			mux.ServeHTTP(w, r)
+		_, path, _ := strings.Cut(pattern, " ")
+		path = strings.TrimSuffix(path, "{$}")
+		switch {
+		case pattern == "":
+			// No route: h is the mux's own 404 or 405 handler; ask it which.
+			probe := &statusRecorder{header: make(http.Header)}
+			h.ServeHTTP(probe, r)
+			if probe.status == http.StatusMethodNotAllowed {
+				w.Header().Set("Allow", probe.header.Get("Allow"))
+				writeError(w, http.StatusMethodNotAllowed, "method_not_allowed")
+				return
+			}
+			writeError(w, http.StatusNotFound, "not_found")
+			return
+		case path != r.URL.Path && !strings.Contains(path, "{"), cleanPath(r.URL.Path) != r.URL.Path:
+			writeError(w, http.StatusNotFound, "not_found") // the mux would redirect
 			return
 		}
-		// Only the mux's own handlers get here (404, 405 and its redirects
-		// to a cleaned path): every route matches exactly one path, so a
-		// route's handler never runs for a path it was not written for.
-		probe := &statusRecorder{header: make(http.Header)}
-		h.ServeHTTP(probe, r)
-		if probe.status == http.StatusMethodNotAllowed {
-			w.Header().Set("Allow", probe.header.Get("Allow"))
-			writeError(w, http.StatusMethodNotAllowed, "method_not_allowed")
+		if workos, ok := flowEndpoints[path]; ok && workos != s.cfg.WorkOS {
+			if workos {
+				writeError(w, http.StatusNotFound, "workos_not_enabled")
+			} else {
+				writeError(w, http.StatusNotFound, "email_code_login_disabled")
+			}
 			return
 		}
-		writeError(w, http.StatusNotFound, "not_found")
+		next.ServeHTTP(w, r)
 	})
 }
 
@@ -108,26 +131,6 @@ func (r *statusRecorder) Write(b []byte) (int, error) { return len(b), nil }
 func (r *statusRecorder) WriteHeader(code int) {
 	if r.status == 0 {
 		r.status = code
-	}
-}
-
-func (s *server) emailCodeOnly(h http.HandlerFunc) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		if s.cfg.WorkOS {
-			writeError(w, http.StatusNotFound, "email_code_login_disabled")
-			return
-		}
-		h(w, r)
-	}
-}
-
-func (s *server) workosOnly(h http.HandlerFunc) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		if !s.cfg.WorkOS {
-			writeError(w, http.StatusNotFound, "workos_not_enabled")
-			return
-		}
-		h(w, r)
 	}
 }
 

@@ -34,6 +34,7 @@ func TestRouting(t *testing.T) {
 		{"GET", "/a/../v2/user/me/", 404, "not_found"},
 		{"GET", "/v2/user//me/", 404, "not_found"},
 		{"GET", "/static/./app.js", 404, "not_found"},
+		{"POST", "/v2/user/login_code/x", 404, "not_found"},
 	} {
 		r := ts.do(request{method: tc.method, path: tc.path})
 		if r.Code != tc.status || r.field("error") != tc.errorCode {
@@ -41,6 +42,35 @@ func TestRouting(t *testing.T) {
 		}
 		if tc.status == 405 && r.Header().Get("Allow") == "" {
 			t.Errorf("%s %s: 405 without Allow", tc.method, tc.path)
+		}
+	}
+}
+
+// TestRoutingBeforeRequestChecks: an unknown path or a disabled flow is a
+// 404 whatever the request's body type or Origin.
+func TestRoutingBeforeRequestChecks(t *testing.T) {
+	t.Parallel()
+	email := newEmailCodeServer(t)
+	workos := newTestServer(t, testEnv(
+		"IS_WORKOS_INTEGRATED", "true", "WORKOS_CLIENT_ID", "client_1", "WORKOS_API_KEY", "sk_test",
+		"WORKOS_WEBHOOK_SECRET", "whsec", "WORKOS_SIGNIN_BASE_URL", "https://example.authkit.app"))
+	for _, tc := range []struct {
+		ts           *testServer
+		path, reason string
+	}{
+		{email, "/nope", "not_found"},
+		{email, "/v2/user/me/", "method_not_allowed"},
+		{email, "/v2/user/workos_login_url/", "workos_not_enabled"},
+		{workos, "/v2/user/login_code/", "email_code_login_disabled"},
+	} {
+		for _, header := range []map[string]string{
+			{"Content-Type": "text/plain"},
+			{"Content-Type": "application/json", "Origin": "https://evil.example"},
+		} {
+			r := tc.ts.do(request{method: "POST", path: tc.path, body: `{"email":"ada@example.com"}`, header: header})
+			if r.field("error") != tc.reason {
+				t.Errorf("POST %s with %v: %d %s, want %s", tc.path, header, r.Code, r.Body, tc.reason)
+			}
 		}
 	}
 }
