@@ -182,7 +182,7 @@ func sessionToken(t *testing.T, ts *testServer, typ string) string {
 	t.Helper()
 	now := ts.clock.Now()
 	tok, err := signToken(ts.keys[0], claims{
-		Iss: ts.cfg.APIURL, Aud: audience, Sub: "user_1", Email: "ada@example.com", Org: "org_acme",
+		Iss: ts.cfg.APIURL, Aud: tokenAudience, Sub: "user_1", Email: "ada@example.com", Org: "org_acme",
 		Sid: "sess_" + strings.Repeat("1", 32), Typ: typ, Jti: randomID(16),
 		Iat: now.Unix(), Exp: now.Add(ts.cfg.AccessTTL).Unix(),
 	})

@@ -145,7 +145,7 @@ func newServer(cfg config, log *slog.Logger, now func() time.Time) (*server, err
 		s.store = rs
 		log.Info("state store: redis", "url", redactedURL(cfg.RedisURL))
 	} else {
-		s.store = newMemoryStore(now, memoryStoreMaxKeys)
+		s.store = newMemoryStore(now, defaultMemoryMaxKeys)
 		log.Info("state store: in-process memory (one replica only)")
 	}
 
@@ -170,10 +170,6 @@ func newServer(cfg config, log *slog.Logger, now func() time.Time) (*server, err
 	}
 	return s, nil
 }
-
-// memoryStoreMaxKeys bounds the in-memory store: about 100 bytes an entry,
-// so at most ~100 MB under a flood of distinct addresses.
-const memoryStoreMaxKeys = 1_000_000
 
 func (s *server) close() { s.store.Close() }
 

@@ -24,8 +24,6 @@ type sessionRecord struct {
 	WorkOSSessionID string `json:"workos_session_id,omitempty"`
 }
 
-const audience = "dashboard"
-
 // randomID returns n random bytes as hex.
 func randomID(n int) string {
 	b := make([]byte, n)
@@ -89,7 +87,7 @@ func (s *server) revokeSession(ctx context.Context, sid string) error {
 func (s *server) setSessionCookies(w http.ResponseWriter, sid string, rec sessionRecord) error {
 	now := s.now()
 	base := claims{
-		Iss: s.cfg.APIURL, Aud: audience, Sub: rec.User.ID, Email: rec.User.Email,
+		Iss: s.cfg.APIURL, Aud: tokenAudience, Sub: rec.User.ID, Email: rec.User.Email,
 		Org: rec.Org, Sid: sid, Iat: now.Unix(),
 	}
 	access, refresh := base, base

@@ -197,7 +197,7 @@ func (c *workosClient) magicAuth(ctx context.Context, id string) (usermanagement
 // ids are a short prefix and a 26-character ULID; the rest are generous.
 const (
 	maxWorkOSID      = 64
-	maxUserEmail     = maxEmailLen
+	maxUserEmail     = maxAddressBytes
 	maxUserName      = 256
 	maxPendingToken  = 256
 	maxWorkOSSID     = 128
