@@ -11,28 +11,6 @@ import (
 	"time"
 )
 
-// fakeClock is an injected clock that moves only when told.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newFakeClock() *fakeClock {
-	return &fakeClock{t: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
-}
-
-func (c *fakeClock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 // testStoreContract checks the store interface on s, apart from expiry over time (the clock
 // of a real Redis cannot be moved). Keys are made unique per call with prefix.
 func testStoreContract(t *testing.T, s store, prefix string) {
@@ -171,22 +149,22 @@ func testStoreContract(t *testing.T, s store, prefix string) {
 
 func TestMemoryStoreContract(t *testing.T) {
 	t.Parallel()
-	testStoreContract(t, newMemoryStore(newFakeClock().now, 0), "k:")
+	testStoreContract(t, newMemoryStore(newTestClock().Now, 0), "k:")
 }
 
 func TestMemoryStoreExpiryBoundary(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	clock := newFakeClock()
-	s := newMemoryStore(clock.now, 10)
+	clock := newTestClock()
+	s := newMemoryStore(clock.Now, 10)
 	if err := s.Set(ctx, "k", "v", 10*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	clock.advance(10*time.Second - time.Nanosecond)
+	clock.Advance(10*time.Second - time.Nanosecond)
 	if _, ok, _ := s.Get(ctx, "k"); !ok {
 		t.Fatal("key gone 1ns before its ttl")
 	}
-	clock.advance(time.Nanosecond)
+	clock.Advance(time.Nanosecond)
 	if _, ok, _ := s.Get(ctx, "k"); ok {
 		t.Fatal("key still there at exactly its ttl")
 	}
@@ -198,16 +176,16 @@ func TestMemoryStoreExpiryBoundary(t *testing.T) {
 func TestMemoryStoreSetRenewsTTL(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	clock := newFakeClock()
-	s := newMemoryStore(clock.now, 10)
+	clock := newTestClock()
+	s := newMemoryStore(clock.Now, 10)
 	s.Set(ctx, "k", "old", time.Second)
-	clock.advance(500 * time.Millisecond)
+	clock.Advance(500 * time.Millisecond)
 	s.Set(ctx, "k", "new", time.Second)
-	clock.advance(999 * time.Millisecond)
+	clock.Advance(999 * time.Millisecond)
 	if v, ok, _ := s.Get(ctx, "k"); !ok || v != "new" {
 		t.Fatalf("Get = %q, %v; want the new value, its ttl renewed by Set", v, ok)
 	}
-	clock.advance(time.Millisecond)
+	clock.Advance(time.Millisecond)
 	if _, ok, _ := s.Get(ctx, "k"); ok {
 		t.Fatal("key outlived the ttl of the second Set")
 	}
@@ -216,16 +194,16 @@ func TestMemoryStoreSetRenewsTTL(t *testing.T) {
 func TestMemoryStoreSetNXAfterExpiry(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	clock := newFakeClock()
-	s := newMemoryStore(clock.now, 10)
+	clock := newTestClock()
+	s := newMemoryStore(clock.Now, 10)
 	if set, _ := s.SetNX(ctx, "k", "a", time.Minute); !set {
 		t.Fatal("first SetNX refused")
 	}
-	clock.advance(time.Minute - time.Nanosecond)
+	clock.Advance(time.Minute - time.Nanosecond)
 	if set, _ := s.SetNX(ctx, "k", "b", time.Minute); set {
 		t.Fatal("SetNX on a live key succeeded")
 	}
-	clock.advance(time.Nanosecond)
+	clock.Advance(time.Nanosecond)
 	if set, _ := s.SetNX(ctx, "k", "c", time.Minute); !set {
 		t.Fatal("SetNX on an expired key refused")
 	}
@@ -237,8 +215,8 @@ func TestMemoryStoreSetNXAfterExpiry(t *testing.T) {
 func TestMemoryStoreIncrTTL(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	clock := newFakeClock()
-	s := newMemoryStore(clock.now, 10)
+	clock := newTestClock()
+	s := newMemoryStore(clock.Now, 10)
 	const window = 15 * time.Minute
 	steps := []struct {
 		advance  time.Duration
@@ -253,7 +231,7 @@ func TestMemoryStoreIncrTTL(t *testing.T) {
 		{window - time.Nanosecond, 2, time.Nanosecond},      // and it ends in turn
 	}
 	for i, st := range steps {
-		clock.advance(st.advance)
+		clock.Advance(st.advance)
 		n, left, err := s.Incr(ctx, "c", window)
 		if err != nil || n != st.wantN || left != st.wantLeft {
 			t.Fatalf("step %d: Incr = %d, %v, %v; want %d, %v", i, n, left, err, st.wantN, st.wantLeft)
@@ -264,7 +242,7 @@ func TestMemoryStoreIncrTTL(t *testing.T) {
 func TestMemoryStoreIncrOverflow(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	s := newMemoryStore(newFakeClock().now, 10)
+	s := newMemoryStore(newTestClock().Now, 10)
 	s.Set(ctx, "c", strconv.FormatInt(1<<63-2, 10), time.Minute)
 	if n, _, err := s.Incr(ctx, "c", time.Minute); err != nil || n != 1<<63-1 {
 		t.Fatalf("Incr to max = %d, %v", n, err)
@@ -281,10 +259,10 @@ func TestMemoryStoreIncrOverflow(t *testing.T) {
 func TestMemoryStoreDelExpired(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	clock := newFakeClock()
-	s := newMemoryStore(clock.now, 10)
+	clock := newTestClock()
+	s := newMemoryStore(clock.Now, 10)
 	s.Set(ctx, "k", "v", time.Second)
-	clock.advance(time.Second)
+	clock.Advance(time.Second)
 	if existed, err := s.Del(ctx, "k"); err != nil || existed {
 		t.Fatalf("Del of an expired key = %v, %v; want false", existed, err)
 	}
@@ -293,13 +271,13 @@ func TestMemoryStoreDelExpired(t *testing.T) {
 func TestMemoryStoreSweepsExpiredOnInsert(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	clock := newFakeClock()
-	s := newMemoryStore(clock.now, 1000)
+	clock := newTestClock()
+	s := newMemoryStore(clock.Now, 1000)
 	for i := range 100 {
 		s.Set(ctx, fmt.Sprint("short", i), "v", time.Second)
 	}
 	s.Set(ctx, "long", "v", time.Hour)
-	clock.advance(time.Second)
+	clock.Advance(time.Second)
 	s.Set(ctx, "new", "v", time.Hour)
 	if n := s.size(); n != 2 {
 		t.Fatalf("size %d after the short entries expired; want 2 (never read, but dropped)", n)
@@ -309,9 +287,9 @@ func TestMemoryStoreSweepsExpiredOnInsert(t *testing.T) {
 func TestMemoryStoreBoundUnderFlood(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	clock := newFakeClock()
+	clock := newTestClock()
 	const maxKeys = 1000
-	s := newMemoryStore(clock.now, maxKeys)
+	s := newMemoryStore(clock.Now, maxKeys)
 	// A long-lived entry, like a revoked session, set before the flood.
 	if err := s.Set(ctx, "revoked", "1", 168*time.Hour); err != nil {
 		t.Fatal(err)
@@ -321,7 +299,7 @@ func TestMemoryStoreBoundUnderFlood(t *testing.T) {
 			t.Fatal(err)
 		}
 		if i%1000 == 0 {
-			clock.advance(time.Millisecond) // later keys expire later
+			clock.Advance(time.Millisecond) // later keys expire later
 		}
 		if n := s.size(); n > maxKeys {
 			t.Fatalf("after %d inserts the store holds %d entries; bound %d", i+1, n, maxKeys)
@@ -342,12 +320,12 @@ func TestMemoryStoreBoundUnderFlood(t *testing.T) {
 func TestMemoryStoreEvictsExpiredBeforeLive(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	clock := newFakeClock()
-	s := newMemoryStore(clock.now, 3)
+	clock := newTestClock()
+	s := newMemoryStore(clock.Now, 3)
 	s.Set(ctx, "a", "v", time.Minute)
 	s.Set(ctx, "b", "v", time.Second)
 	s.Set(ctx, "c", "v", time.Hour)
-	clock.advance(time.Second) // b expires
+	clock.Advance(time.Second) // b expires
 	s.Set(ctx, "d", "v", time.Hour)
 	for k, want := range map[string]bool{"a": true, "b": false, "c": true, "d": true} {
 		if _, ok, _ := s.Get(ctx, k); ok != want {
@@ -359,7 +337,7 @@ func TestMemoryStoreEvictsExpiredBeforeLive(t *testing.T) {
 func TestMemoryStoreClosed(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	s := newMemoryStore(newFakeClock().now, 10)
+	s := newMemoryStore(newTestClock().Now, 10)
 	s.Set(ctx, "k", "v", time.Minute)
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
@@ -369,7 +347,7 @@ func TestMemoryStoreClosed(t *testing.T) {
 
 func TestMemoryStoreCanceledContext(t *testing.T) {
 	t.Parallel()
-	checkAll(t, newMemoryStore(newFakeClock().now, 10), context.Canceled)
+	checkAll(t, newMemoryStore(newTestClock().Now, 10), context.Canceled)
 }
 
 // checkAll calls every method of s and wants each to fail with want.

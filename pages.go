@@ -6,8 +6,8 @@ import (
 	"net/http"
 )
 
-// web holds the sign-in page, its callback page and their script and
-// style: plain files, no build step.
+// web holds the sign-in page (also served as the WorkOS callback page) and
+// its script and style: plain files, no build step.
 //
 //go:embed web
 var webFiles embed.FS
@@ -29,7 +29,9 @@ func (s *server) pageRoutes(mux *http.ServeMux) {
 		}
 	}
 	mux.HandleFunc("GET /{$}", page("index.html"))
-	mux.HandleFunc("GET /en/callback", page("callback.html"))
+	// One page serves both: its script finishes a WorkOS sign-in when it
+	// finds itself at /en/callback.
+	mux.HandleFunc("GET /en/callback", page("index.html"))
 	static := http.StripPrefix("/static/", http.FileServerFS(web))
 	mux.Handle("GET /static/{file}", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.PathValue("file") {

@@ -5,6 +5,9 @@ const $ = (id) => document.getElementById(id);
 
 function show(id) {
   for (const s of ["email-form", "code-form", "workos", "orgs", "me"]) $(s).hidden = s !== id;
+  const title = id === "me" ? "Signed in" : id === "orgs" ? "Choose an organization" : "Sign in";
+  document.title = title;
+  document.querySelector("h1").textContent = title;
 }
 
 function say(text, ok) {
@@ -102,6 +105,8 @@ async function startWorkOS(hint) {
 }
 
 async function callback() {
+  document.title = "Signing in…";
+  document.querySelector("h1").textContent = "Signing in…";
   const q = new URLSearchParams(location.search);
   if (q.get("error")) {
     say("Sign-in was not completed: " + q.get("error"));
