@@ -10,12 +10,14 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -42,6 +44,8 @@ func chromium(t *testing.T) string {
 // service is a running dashauth with its log lines.
 type service struct {
 	url  string
+	cmd  *exec.Cmd
+	eof  chan struct{} // closed when the log has been read to its end
 	mu   sync.Mutex
 	logs []map[string]any
 	seen chan struct{}
@@ -64,8 +68,9 @@ func startService(t *testing.T, env ...string) *service {
 	port := ln.Addr().(*net.TCPAddr).Port
 	ln.Close()
 
-	s := &service{url: fmt.Sprintf("http://localhost:%d", port), seen: make(chan struct{}, 1)}
+	s := &service{url: fmt.Sprintf("http://localhost:%d", port), seen: make(chan struct{}, 1), eof: make(chan struct{})}
 	cmd := exec.Command(bin)
+	s.cmd = cmd
 	cmd.Env = append([]string{
 		fmt.Sprintf("LISTEN_ADDR=127.0.0.1:%d", port),
 		"DASHBOARD_URL=" + s.url,
@@ -79,7 +84,7 @@ func startService(t *testing.T, env ...string) *service {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		cmd.Process.Signal(os.Interrupt)
+		cmd.Process.Signal(syscall.SIGTERM)
 		cmd.Wait()
 	})
 	ready := make(chan struct{})
@@ -104,6 +109,7 @@ func startService(t *testing.T, env ...string) *service {
 			}
 		}
 		io.Copy(io.Discard, stderr)
+		close(s.eof)
 	}()
 	select {
 	case <-ready:
@@ -264,4 +270,37 @@ func atoi(s string) int {
 		n = n*10 + int(c-'0')
 	}
 	return n
+}
+
+// TestSIGTERMExitsZero: the real binary, stopped as an orchestrator stops
+// it, drains and exits 0 with a last log line saying so.
+func TestSIGTERMExitsZero(t *testing.T) {
+	svc := startService(t)
+	resp, err := http.Get(svc.url + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if err := svc.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select { // read the whole log before Wait closes the pipe
+	case <-svc.eof:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the service did not exit after SIGTERM")
+	}
+	if err := svc.cmd.Wait(); err != nil {
+		t.Fatalf("exit after SIGTERM: %v", err)
+	}
+	svc.mu.Lock()
+	defer svc.mu.Unlock()
+	draining := false
+	for _, line := range svc.logs {
+		if msg, _ := line["msg"].(string); strings.HasPrefix(msg, "shutting down") {
+			draining = true
+		}
+	}
+	if !draining {
+		t.Error("no log line says the service is draining")
+	}
 }
