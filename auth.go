@@ -132,13 +132,10 @@ func (s *server) handleLoginCode(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, "unavailable")
 		return
 	}
-	// A new code replaces the old one and gets a fresh set of tries.
+	// A new code replaces the old one. Its tries are counted under its own
+	// hash (see handleVerifyCode), so it starts with all five.
 	if err := s.store.Set(ctx, s.key("code", id), s.codeHash(addr, code), codeTTL); err != nil {
 		s.storeFailed(w, "store code", err)
-		return
-	}
-	if _, err := s.store.Del(ctx, s.key("codetries", id)); err != nil {
-		s.storeFailed(w, "reset tries", err)
 		return
 	}
 
@@ -184,6 +181,9 @@ func (s *server) mailCode(addr, code string) {
 // handleVerifyCode checks a code. The order matters: the try is counted
 // before the comparison, so parallel guesses cannot exceed the limit, and
 // a matching code is taken with an atomic delete, so it works only once.
+// Tries are counted per stored code (the key holds a prefix of its hash):
+// a counter shared by all of an address's codes would have to be reset for
+// each new code, and guesses racing that reset would go uncounted.
 func (s *server) handleVerifyCode(w http.ResponseWriter, r *http.Request) {
 	var email, code string
 	if !decodeFields(w, r, map[string]*string{"email": &email, "code": &code}, "email", "code") {
@@ -208,20 +208,18 @@ func (s *server) handleVerifyCode(w http.ResponseWriter, r *http.Request) {
 		s.signinResponse(w, http.StatusBadRequest, linkExpired) // expired, used or burned
 		return
 	}
-	tries, _, err := s.store.Incr(ctx, s.key("codetries", id), codeTTL)
+	// The counter outlives the code (it starts at the first try), so once
+	// five tries are used the code stays burned until it expires.
+	tries, _, err := s.store.Incr(ctx, s.key("codetries", id, stored[:min(16, len(stored))]), codeTTL)
 	if err != nil {
 		s.storeFailed(w, "count try", err)
 		return
 	}
 	if tries > codeMaxTries {
-		s.store.Del(ctx, codeKey)
 		s.signinResponse(w, http.StatusBadRequest, linkExpired)
 		return
 	}
 	if !validCode(code) || !hmac.Equal([]byte(s.codeHash(addr, code)), []byte(stored)) {
-		if tries == codeMaxTries {
-			s.store.Del(ctx, codeKey) // the fifth wrong try burns the code
-		}
 		s.signinResponse(w, http.StatusBadRequest, linkInvalid)
 		return
 	}
@@ -234,7 +232,6 @@ func (s *server) handleVerifyCode(w http.ResponseWriter, r *http.Request) {
 		s.signinResponse(w, http.StatusBadRequest, linkExpired) // a parallel request used it first
 		return
 	}
-	s.store.Del(ctx, s.key("codetries", id))
 
 	m, found := s.members.lookup(addr)
 	switch {

@@ -447,7 +447,7 @@ func hostileRequestCases() []hostileCase {
 				wantSignin(f.t, f.ts.verify("ada@example.com", otherCode(code)), http.StatusBadRequest, linkInvalid)
 			}
 			return f.post(verify, verifyBody("ada@example.com", code))
-		}, status: 400},
+		}, status: 400, mayChange: []string{"codetries"}},
 		{name: "fifth wrong guess burns the code", build: func(f *hostileFixture) *http.Request {
 			code := f.code()
 			for range codeMaxTries - 1 {
@@ -1099,7 +1099,9 @@ func TestHostileStoreHoldsNoCode(t *testing.T) {
 		if v == code || strings.Contains(k, code) {
 			t.Errorf("store entry %q = %q holds the code", k, v)
 		}
-		if strings.Contains(strings.ToLower(k+v), "ada") {
+		// Keys and values are hex, which can spell "ada"; an address
+		// always carries its "@" and domain.
+		if strings.Contains(k+v, "@") || strings.Contains(strings.ToLower(k+v), "example.com") {
 			t.Errorf("store entry %q = %q names the address", k, v)
 		}
 	}

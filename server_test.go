@@ -137,6 +137,7 @@ type request struct {
 	method, path, body string
 	header             map[string]string
 	cookies            []*http.Cookie
+	remote             string // the client's address; 192.0.2.1:1234 when empty
 }
 
 // response is what came back, with the body decoded when it is JSON.
@@ -160,6 +161,9 @@ func (ts *testServer) do(req request) response {
 	}
 	r := httptest.NewRequest(req.method, req.path, body)
 	r.RemoteAddr = "192.0.2.1:1234"
+	if req.remote != "" {
+		r.RemoteAddr = req.remote
+	}
 	if req.body != "" {
 		r.Header.Set("Content-Type", "application/json")
 	}
