@@ -245,6 +245,22 @@ func (s *server) handleVerifyCode(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// stillMember reports whether the session's person is still an active
+// member of its organization: in the members file for email+code, in
+// WorkOS for WorkOS (one API call). A session of the flow that is now off
+// is no longer a member.
+func (s *server) stillMember(ctx context.Context, rec sessionRecord) (bool, error) {
+	switch {
+	case rec.Method == "email_code" && !s.cfg.WorkOS:
+		m, ok := s.members.lookup(rec.User.Email)
+		return ok && m.Active && m.OrganizationID == rec.Org, nil
+	case rec.Method == "workos" && s.workos != nil:
+		status, err := s.workos.membershipStatus(ctx, rec.User.ID, rec.Org)
+		return status == "active", err
+	}
+	return false, nil
+}
+
 // emailUserID is the stable user id of an email+code member: a hash of the
 // address, so it survives restarts and key rotation.
 func emailUserID(addr string) string {

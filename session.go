@@ -203,6 +203,25 @@ func (s *server) handleRefresh(w http.ResponseWriter, r *http.Request) {
 		s.storeFailed(w, "load session", err)
 		return
 	}
+	// A person deactivated or removed since signing in gets no new tokens:
+	// refresh is where a session meets the membership rules again.
+	member, err := s.stillMember(r.Context(), rec)
+	switch {
+	case err != nil:
+		s.log.Error("refresh: membership check failed", "sid", c.Sid, "err", err)
+		writeError(w, http.StatusServiceUnavailable, "membership_check_unavailable")
+		return
+	case !member:
+		ctx, cancel := context.WithTimeout(r.Context(), storeTimeout)
+		defer cancel()
+		if err := s.revokeSession(ctx, c.Sid); err != nil {
+			s.storeFailed(w, "revoke session", err)
+			return
+		}
+		s.clearSessionCookies(w)
+		writeError(w, http.StatusUnauthorized, "membership_inactive")
+		return
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), storeTimeout)
 	defer cancel()
 	now := s.now()

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -229,4 +230,43 @@ func TestRefreshRetryAfterStoreFailure(t *testing.T) {
 	r := ts.post("/v2/user/token_refresh/", "", named(cookies, "refresh_token")...)
 	wantStatus(t, r, http.StatusOK)
 	wantStatus(t, ts.get("/v2/user/me/", named(r.cookies(), "access_token")...), http.StatusOK)
+}
+
+// TestRefreshRechecksMembership: a member deactivated after signing in is
+// refused at the next refresh, and the session ends.
+func TestRefreshRechecksMembership(t *testing.T) {
+	t.Parallel()
+	path := writeMembers(t, testMembers)
+	ts := newTestServer(t, testEnv("MEMBERS_FILE", path))
+	cookies := ts.signIn()
+	deactivated := strings.Replace(testMembers, `"active": true, "first_name": "Ada"`, `"active": false,  "first_name": "Ada"`, 1)
+	if deactivated == testMembers {
+		t.Fatal("fixture did not change")
+	}
+	if err := os.WriteFile(path, []byte(deactivated), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := ts.post("/v2/user/token_refresh/", "", named(cookies, "refresh_token")...)
+	wantStatus(t, r, http.StatusUnauthorized)
+	if r.field("error") != "membership_inactive" {
+		t.Errorf("error %q", r.field("error"))
+	}
+	wantStatus(t, ts.get("/v2/user/me/", named(cookies, "access_token")...), http.StatusUnauthorized)
+}
+
+func TestWorkOSRefreshRechecksMembership(t *testing.T) {
+	t.Parallel()
+	ts, fake := newWorkOSFlow(t)
+	b := newBrowser(ts)
+	wantStatus(t, b.signinWith(fake, adaGrant()), http.StatusOK)
+
+	// WorkOS down: 503, and the token is not spent.
+	fake.setFaultTimes(fakeMembershipsPath, fault500, 1)
+	wantStatus(t, b.post("/v2/user/token_refresh/", ""), http.StatusServiceUnavailable)
+	wantStatus(t, b.post("/v2/user/token_refresh/", ""), http.StatusOK)
+
+	fake.setMembership(testAda.ID, testOrgID, "inactive")
+	r := b.post("/v2/user/token_refresh/", "")
+	wantStatus(t, r, http.StatusUnauthorized)
+	wantStatus(t, b.get("/v2/user/me/"), http.StatusUnauthorized)
 }
