@@ -56,6 +56,8 @@ const (
 var (
 	errSealedInvalid = errors.New("sealed cookie does not open")
 	errSealedExpired = errors.New("sealed cookie has expired")
+	// errNoStateCookie: other sign-ins' cookies are there, not this one's.
+	errNoStateCookie = fmt.Errorf("no cookie for this state: %w", errSealedInvalid)
 )
 
 // stateCookie is what a started sign-in binds to the browser.
@@ -161,7 +163,7 @@ func (s *server) openStateCookie(r *http.Request, state string) (sc stateCookie,
 	base := stateCookieBase(state)
 	ck, err := r.Cookie(s.cookieName(base))
 	if err != nil {
-		return sc, true, fmt.Errorf("open state cookie: none for this state: %w", errSealedInvalid)
+		return sc, true, fmt.Errorf("open state cookie: %w", errNoStateCookie)
 	}
 	if err := s.openSealed(base, ck.Value, &sc); err != nil {
 		return sc, true, err

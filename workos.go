@@ -20,6 +20,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/workos/workos-go/v4/pkg/usermanagement"
 	"github.com/workos/workos-go/v4/pkg/workos_errors"
@@ -67,7 +68,33 @@ func (s *server) handleWorkOSLoginURL(w http.ResponseWriter, r *http.Request) {
 	}
 	s.pruneStateCookies(w, r)
 	s.setStateCookie(w, stateCookie{State: state, Verifier: verifier, Expires: s.now().Add(signinAttemptTTL).Unix()})
+	s.rememberStarted(r.Context(), state)
 	writeJSON(w, http.StatusOK, map[string]string{"url": authURL})
+}
+
+// startedMemory is how long the service remembers that it issued a state,
+// so that a callback whose cookie the browser already dropped (past its
+// 10 minutes) answers LINK_EXPIRED rather than LINK_INVALID.
+const startedMemory = time.Hour
+
+// rememberStarted notes that state was issued. Best effort: without the
+// note, a late callback answers LINK_INVALID instead of LINK_EXPIRED, and
+// nothing else changes.
+func (s *server) rememberStarted(ctx context.Context, state string) {
+	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	defer cancel()
+	if err := s.store.Set(ctx, s.key("wstarted", stateTag(state)), "1", startedMemory); err != nil {
+		s.metrics.inc("dashauth_store_errors_total", "", "")
+		s.log.Warn("workos: could not note a started sign-in", "err", err)
+	}
+}
+
+// wasStarted reports whether the service issued state within startedMemory.
+func (s *server) wasStarted(ctx context.Context, state string) bool {
+	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	defer cancel()
+	_, ok, err := s.store.Get(ctx, s.key("wstarted", stateTag(state)))
+	return err == nil && ok
 }
 
 // maxRedirectURL bounds a redirect_url before it is parsed.
@@ -126,6 +153,11 @@ func (s *server) handleWorkOSCallback(w http.ResponseWriter, r *http.Request) {
 		return
 	case errors.Is(err, errSealedExpired):
 		s.clearStateCookie(w, state)
+		s.signinResponse(w, http.StatusBadRequest, linkExpired)
+		return
+	case errors.Is(err, errNoStateCookie) && s.wasStarted(r.Context(), state):
+		// Other sign-ins are open, and this one's cookie is gone: the
+		// browser dropped it when its 10 minutes ran out.
 		s.signinResponse(w, http.StatusBadRequest, linkExpired)
 		return
 	case err != nil:

@@ -444,6 +444,23 @@ func TestWorkOSTwoTabs(t *testing.T) {
 	}
 }
 
+// TestWorkOSDroppedCookieIsExpired: a browser drops a state cookie when its
+// Max-Age runs out. With another sign-in open in a second tab, the late
+// callback still answers LINK_EXPIRED; a state the service never issued
+// answers LINK_INVALID.
+func TestWorkOSDroppedCookieIsExpired(t *testing.T) {
+	t.Parallel()
+	ts, fake := newWorkOSFlow(t)
+	b := newBrowser(ts)
+	codeA, stateA := fake.authorize(t, b.startSignin(), adaGrant())
+	ts.clock.Advance(5 * time.Minute)
+	b.startSignin() // tab B
+	ts.clock.Advance(5*time.Minute + time.Second)
+	delete(b.jar, ts.cookieName(stateCookieBase(stateA))) // what the browser does at Max-Age
+	wantWorkOSAnswer(t, b.callback(codeA, stateA), http.StatusBadRequest, linkExpired)
+	wantWorkOSAnswer(t, b.callback(codeA, newSecret()), http.StatusBadRequest, linkInvalid)
+}
+
 func TestWorkOSStateCookieBound(t *testing.T) {
 	t.Parallel()
 	ts, fake := newWorkOSFlow(t)
@@ -456,9 +473,10 @@ func TestWorkOSStateCookieBound(t *testing.T) {
 	if n := len(b.stateCookieNames()); n != maxStateCookies {
 		t.Fatalf("%d state cookies, want %d", n, maxStateCookies)
 	}
-	// The oldest sign-in was dropped to make room; the newest works.
+	// The oldest sign-in was dropped to make room (it is used up: the
+	// service issued it, so LINK_EXPIRED); the newest works.
 	code, state := fake.authorize(t, first, adaGrant())
-	wantWorkOSAnswer(t, b.callback(code, state), http.StatusBadRequest, linkInvalid)
+	wantWorkOSAnswer(t, b.callback(code, state), http.StatusBadRequest, linkExpired)
 	wantWorkOSAnswer(t, b.signinWith(fake, adaGrant()), http.StatusOK, loginSuccessful)
 	header := 0
 	for _, c := range b.cookies() {
