@@ -93,14 +93,24 @@ func (s *server) serve(ctx context.Context, ln net.Listener) error {
 	s.log.Info("shutting down: draining in-flight requests")
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
-	err := srv.Shutdown(sctx)
-	s.background.Wait()
+	if err := srv.Shutdown(sctx); err != nil {
+		// Requests still running after the grace are cut; that is the
+		// end of a drain, not a failure to exit.
+		s.log.Warn("shutdown grace over: closing the remaining connections", "err", err)
+		srv.Close()
+	}
+	// Mail sent after its response finishes too, within the same grace.
+	drained := make(chan struct{})
+	go func() { s.background.Wait(); close(drained) }()
+	select {
+	case <-drained:
+	case <-sctx.Done():
+		s.log.Warn("shutdown grace over: mail still in flight is abandoned")
+	}
 	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("serve: %w", err)
 	}
-	if err != nil {
-		return fmt.Errorf("shutdown: %w", err)
-	}
+	s.log.Info("stopped")
 	return nil
 }
 
