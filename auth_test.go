@@ -564,3 +564,33 @@ func mustAtoi(s string) int {
 	}
 	return n
 }
+
+// TestLoginCodeAnswersBeforeMail: the answer to a member never waits for
+// the mail (it is sent after the response), so a slow SMTP server cannot
+// tell members from strangers; and a stranger meets the same rate limits.
+func TestLoginCodeAnswersBeforeMail(t *testing.T) {
+	t.Parallel()
+	ts := newEmailCodeServer(t)
+	gate := newGatedMailer(t, ts.mails, &seqClock{}, nil)
+	ts.mail = gate
+	r := ts.post("/v2/user/login_code/", `{"email":"ada@example.com"}`) // would block here if the mail came first
+	wantSignin(t, r, http.StatusOK, codeSent)
+	<-gate.entered // the mail is on its way, held at the gate, after the answer
+	if len(ts.mails.sent()) != 0 {
+		t.Fatal("mail accepted before the gate opened")
+	}
+	gate.open()
+	ts.background.Wait()
+	if len(ts.mails.sent()) != 1 {
+		t.Fatalf("%d mails after the gate opened", len(ts.mails.sent()))
+	}
+	for _, addr := range []string{"ada@example.com", "eve@example.com"} {
+		ts.clock.Advance(time.Hour)
+		wantStatus(t, ts.post("/v2/user/login_code/", `{"email":"`+addr+`"}`), http.StatusOK)
+		r := ts.post("/v2/user/login_code/", `{"email":"`+addr+`"}`)
+		wantStatus(t, r, http.StatusTooManyRequests)
+		if r.Header().Get("Retry-After") != "60" {
+			t.Errorf("%s: Retry-After %q", addr, r.Header().Get("Retry-After"))
+		}
+	}
+}

@@ -253,7 +253,8 @@ func TestSecurityHeaders(t *testing.T) {
 	for _, path := range []string{"/", "/en/callback", "/healthz", "/static/app.js"} {
 		r := ts.get(path)
 		wantStatus(t, r, http.StatusOK)
-		if r.Header().Get("X-Content-Type-Options") != "nosniff" || r.Header().Get("Referrer-Policy") != "no-referrer" {
+		if r.Header().Get("X-Content-Type-Options") != "nosniff" || r.Header().Get("Referrer-Policy") != "no-referrer" ||
+			r.Header().Get("X-Frame-Options") != "DENY" {
 			t.Errorf("%s: headers %v", path, r.Header())
 		}
 	}
@@ -553,5 +554,20 @@ func TestRedisPasswordNeverLogged(t *testing.T) {
 	wantStatus(t, r, http.StatusServiceUnavailable)
 	if strings.Contains(ts.logs.String(), "s3cret-redis-pw") || strings.Contains(r.Body.String(), "s3cret") {
 		t.Fatal("the Redis password reached a log line or a response")
+	}
+}
+
+// TestRequestLogHasNoQuery: the callback page's URL carries a WorkOS code
+// and state; the request log names the path only.
+func TestRequestLogHasNoQuery(t *testing.T) {
+	t.Parallel()
+	ts := newEmailCodeServer(t)
+	wantStatus(t, ts.get("/en/callback?code=01SECRETCODE0000000000000000&state=s3cretstate"), http.StatusOK)
+	logs := ts.logs.String()
+	if !strings.Contains(logs, `"path":"/en/callback"`) {
+		t.Fatalf("no request line for the callback page:\n%s", logs)
+	}
+	if strings.Contains(logs, "01SECRETCODE") || strings.Contains(logs, "s3cretstate") {
+		t.Fatalf("the query reached the log:\n%s", logs)
 	}
 }
