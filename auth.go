@@ -111,15 +111,23 @@ func (s *server) handleLoginCode(w http.ResponseWriter, r *http.Request) {
 		{s.key("rl", "addr1m", id), perAddressGap, 1},
 		{s.key("rl", "addr15m", id), perAddressWindow, perAddressMax},
 	}
+	// Each limit is a sliding window (store.Admit): "5 per 15 minutes" holds over every
+	// 15-minute span, not only within fixed windows, where a burst at one window's end and
+	// another at the next one's start would add up. The limits are checked in this order and
+	// the first refusal answers, so a request refused by one limit is not recorded by the
+	// later ones (a client over its limit does not use up an address's codes). It is
+	// recorded by the earlier ones: refused requests still count against the client.
 	for _, l := range limits {
-		n, left, err := s.store.Incr(ctx, l.key, l.window)
+		admitted, retryAfter, err := s.store.Admit(ctx, l.key, l.max, l.window)
 		if err != nil {
 			s.storeFailed(w, "rate limit", err)
 			return
 		}
-		if n > l.max {
+		if !admitted {
 			s.metrics.inc("dashauth_rate_limited_total", "", "")
-			secs := max(1, int64((left+time.Second-1)/time.Second))
+			// Whole seconds, rounded up so a retry at Retry-After is admitted (RFC 9110
+			// 10.2.3 allows only delay-seconds or a date), and at least 1.
+			secs := max(1, int64((retryAfter+time.Second-1)/time.Second))
 			w.Header().Set("Retry-After", strconv.FormatInt(secs, 10))
 			writeError(w, http.StatusTooManyRequests, "rate_limited")
 			return

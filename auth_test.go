@@ -227,6 +227,50 @@ func TestLoginCodeRateLimits(t *testing.T) {
 	}
 }
 
+// TestLoginCodeSlidingWindow: "5 per 15 minutes" (CONTRACT.md) holds over every 15-minute
+// span. A code counts from its request until exactly 15 minutes later, exclusive. Fixed
+// windows starting at t=0 would have admitted a burst at 15-19 minutes after one at 11-14.
+func TestLoginCodeSlidingWindow(t *testing.T) {
+	t.Parallel()
+	ts := newEmailCodeServer(t)
+	start := ts.clock.Now()
+	for _, st := range []struct {
+		at    time.Duration // since start
+		retry string        // "" when a code is sent
+	}{
+		{0, ""},
+		{11 * time.Minute, ""},
+		{12 * time.Minute, ""},
+		{13 * time.Minute, ""},
+		{14 * time.Minute, ""},
+		// The t=0 code leaves the window at exactly 15:00, so one code is admitted then.
+		{15 * time.Minute, ""},
+		// Now 11, 12, 13, 14 and 15 are in the window; the 11-minute one leaves at 26:00.
+		// A fixed window (a fresh one from 15:00) would have admitted this request.
+		{16 * time.Minute, "600"},
+		{20 * time.Minute, "360"},
+		// This refusal passed the 60-second limit and is recorded there (to 26:00).
+		{25 * time.Minute, "60"},
+		{26 * time.Minute, ""},
+	} {
+		ts.clock.Advance(start.Add(st.at).Sub(ts.clock.Now()))
+		r := ts.post("/v2/user/login_code/", `{"email":"ada@example.com"}`)
+		if st.retry == "" {
+			if r.Code != http.StatusOK {
+				t.Fatalf("at %v: %d %s; want 200", st.at, r.Code, r.Body)
+			}
+			continue
+		}
+		if r.Code != http.StatusTooManyRequests || r.Header().Get("Retry-After") != st.retry {
+			t.Fatalf("at %v: %d, Retry-After %q; want 429, %q", st.at, r.Code, r.Header().Get("Retry-After"), st.retry)
+		}
+	}
+	ts.background.Wait()
+	if n := len(ts.mails.sent()); n != 7 {
+		t.Errorf("%d mails, want 7", n)
+	}
+}
+
 func TestLoginCodeClientLimit(t *testing.T) {
 	t.Parallel()
 	ts := newEmailCodeServer(t)
@@ -464,6 +508,13 @@ func (f *failNthStore) Incr(ctx context.Context, k string, ttl time.Duration) (i
 		return 0, 0, errStoreDown
 	}
 	return f.store.Incr(ctx, k, ttl)
+}
+
+func (f *failNthStore) Admit(ctx context.Context, k string, max int64, window time.Duration) (bool, time.Duration, error) {
+	if f.fail() {
+		return false, 0, errStoreDown
+	}
+	return f.store.Admit(ctx, k, max, window)
 }
 
 func (f *failNthStore) Del(ctx context.Context, k string) (bool, error) {

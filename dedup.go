@@ -28,6 +28,12 @@ type store interface {
 	// Incr adds one to the counter at key, creating it with ttl when absent (and giving it ttl
 	// if it somehow has none), and returns the new count and the time left before it expires.
 	Incr(ctx context.Context, key string, ttl time.Duration) (n int64, left time.Duration, err error)
+	// Admit records one event at key if fewer than max events happened in the last window, and reports whether it did; when it did not, retryAfter is how long until the oldest counted event leaves the window.
+	//
+	// The window slides: an event at t counts until t+window (exclusive), so at no instant
+	// do more than max events lie within any span of window. A refused call records nothing.
+	// The key expires window after its newest event.
+	Admit(ctx context.Context, key string, max int64, window time.Duration) (admitted bool, retryAfter time.Duration, err error)
 	// Del removes key and reports whether it existed (so "take" is atomic: only one caller
 	// sees existed == true).
 	Del(ctx context.Context, key string) (existed bool, err error)
@@ -40,6 +46,11 @@ var (
 	errStoreClosed = errors.New("store closed")
 	// errBadTTL: every key expires, so a ttl of zero or less is a bug in the caller.
 	errBadTTL = errors.New("ttl must be positive")
+	// errBadMax: Admit with max below 1 would refuse everything, a bug in the caller.
+	errBadMax = errors.New("max must be at least 1")
+	// errWrongKind: Admit on a key that holds a plain value, or Get or Incr on a key that
+	// Admit keeps (Redis answers WRONGTYPE for the same mix; Set replaces either kind).
+	errWrongKind = errors.New("key holds another kind of value")
 	// errNotInteger: Incr on a value that is not a counter, or a counter at its maximum.
 	errNotInteger = errors.New("value is not an integer or out of range")
 	// errBadRedisURL: REDIS_URL is not a URL this client accepts.
@@ -65,8 +76,9 @@ type memoryStore struct {
 type memEntry struct {
 	key     string
 	value   string
-	expires time.Time // gone from this instant on
-	index   int       // position in byExpiry
+	events  []time.Time // Admit's events in the window, in the order admitted; nil for plain values
+	expires time.Time   // gone from this instant on
+	index   int         // position in byExpiry
 }
 
 // newMemoryStore returns an empty store that holds at most maxKeys entries
@@ -88,6 +100,9 @@ func (s *memoryStore) Get(ctx context.Context, key string) (string, bool, error)
 	if e == nil {
 		return "", false, nil
 	}
+	if e.events != nil {
+		return "", false, fmt.Errorf("memory GET %q: %w", key, errWrongKind)
+	}
 	return e.value, true, nil
 }
 
@@ -99,7 +114,7 @@ func (s *memoryStore) Set(ctx context.Context, key, value string, ttl time.Durat
 	}
 	now := s.now()
 	if e := s.lookup(key, now); e != nil {
-		e.value = value
+		e.value, e.events = value, nil
 		e.expires = now.Add(ttl)
 		heap.Fix(&s.byExpiry, e.index)
 		return nil
@@ -134,6 +149,9 @@ func (s *memoryStore) Incr(ctx context.Context, key string, ttl time.Duration) (
 		s.insert(key, "1", now, ttl)
 		return 1, ttl, nil
 	}
+	if e.events != nil {
+		return 0, 0, fmt.Errorf("memory INCR %q: %w", key, errWrongKind)
+	}
 	// Like Redis, a counter is a decimal string, so Get reads it and Set may write it.
 	n, err := strconv.ParseInt(e.value, 10, 64)
 	if err != nil || n == 1<<63-1 {
@@ -142,6 +160,49 @@ func (s *memoryStore) Incr(ctx context.Context, key string, ttl time.Duration) (
 	n++
 	e.value = strconv.FormatInt(n, 10)
 	return n, e.expires.Sub(now), nil
+}
+
+func (s *memoryStore) Admit(ctx context.Context, key string, max int64, window time.Duration) (bool, time.Duration, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.usableTTL(ctx, window); err != nil {
+		return false, 0, fmt.Errorf("memory ADMIT %q: %w", key, err)
+	}
+	if max < 1 {
+		return false, 0, fmt.Errorf("memory ADMIT %q: %w", key, errBadMax)
+	}
+	now := s.now()
+	e := s.lookup(key, now)
+	if e == nil {
+		e = s.insert(key, "", now, window)
+	} else if e.events == nil {
+		return false, 0, fmt.Errorf("memory ADMIT %q: %w", key, errWrongKind)
+	}
+	// Drop the events that left the window: one at t counts while t > now-window. Every
+	// event is checked, not only a prefix, so an injected clock that steps back cannot keep
+	// a stale event counted.
+	cut := now.Add(-window)
+	kept := e.events[:0]
+	for _, t := range e.events {
+		if t.After(cut) {
+			kept = append(kept, t)
+		}
+	}
+	e.events = kept
+	if int64(len(e.events)) >= max {
+		oldest := e.events[0]
+		for _, t := range e.events[1:] {
+			if t.Before(oldest) {
+				oldest = t
+			}
+		}
+		return false, oldest.Sub(cut), nil
+	}
+	// At most max events are held: len < max here, and one is added.
+	e.events = append(e.events, now)
+	e.expires = now.Add(window)
+	heap.Fix(&s.byExpiry, e.index)
+	return true, 0, nil
 }
 
 func (s *memoryStore) Del(ctx context.Context, key string) (bool, error) {
@@ -221,7 +282,7 @@ func (s *memoryStore) lookup(key string, now time.Time) *memEntry {
 // short-lived entries, so an attacker can reset rate-limit counters and void pending codes.
 // Memory stays bounded, which matters more for one process, and that is why a deployment
 // that faces the internet, or runs more than one replica, sets REDIS_URL.
-func (s *memoryStore) insert(key, value string, now time.Time, ttl time.Duration) {
+func (s *memoryStore) insert(key, value string, now time.Time, ttl time.Duration) *memEntry {
 	for len(s.byExpiry) > 0 && !now.Before(s.byExpiry[0].expires) {
 		s.remove(s.byExpiry[0])
 	}
@@ -231,6 +292,7 @@ func (s *memoryStore) insert(key, value string, now time.Time, ttl time.Duration
 	e := &memEntry{key: key, value: value, expires: now.Add(ttl)}
 	s.entries[key] = e
 	heap.Push(&s.byExpiry, e)
+	return e
 }
 
 func (s *memoryStore) remove(e *memEntry) {
@@ -464,6 +526,67 @@ func (s *redisStore) Incr(ctx context.Context, key string, ttl time.Duration) (n
 		return 0, 0, fmt.Errorf("redis INCR %q: %w", key, err)
 	}
 	return n, left, nil
+}
+
+// admitScript is Admit in one step: reading the count and adding an event must be atomic, or
+// two replicas could both see max-1 events and both admit. The key is a sorted set of event
+// members scored by their time in milliseconds. Line by line:
+//
+//  1. TIME is Redis's clock, not the caller's: replicas with skewed clocks still agree on
+//     which events are in the window. (Redis 5 and later replicate a script's effects, so a
+//     script may read TIME and then write.)
+//  2. now in milliseconds: seconds*1000 plus the microseconds cut to milliseconds.
+//  3. ZREMRANGEBYSCORE drops the events that left the window: scores up to now-window,
+//     inclusive, so an event at t counts until t+window exclusive, like memoryStore.
+//  4. Fewer than max events left: admit.
+//  5. ZADD records this event. The member is now plus the caller's random suffix (ARGV[3]),
+//     so two events in the same millisecond are two members and both count.
+//  6. PEXPIRE: the set goes window after its newest event, when every event has left.
+//  7. {1, 0}: admitted.
+//  8. Otherwise the oldest event (lowest score) says when a place frees up:
+//  9. {0, oldest+window-now}: refused, and the milliseconds until the oldest leaves. It is
+//     positive: line 3 removed every event with oldest+window <= now.
+const admitScript = `local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[2]))
+if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[1]) then
+	redis.call('ZADD', KEYS[1], now, t[1] .. '.' .. t[2] .. ':' .. ARGV[3])
+	redis.call('PEXPIRE', KEYS[1], ARGV[2])
+	return {1, 0}
+end
+local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+return {0, tonumber(oldest[2]) + tonumber(ARGV[2]) - now}`
+
+func (s *redisStore) Admit(ctx context.Context, key string, max int64, window time.Duration) (admitted bool, retryAfter time.Duration, err error) {
+	ms, err := ttlMillis(window)
+	if err == nil && max < 1 {
+		err = errBadMax
+	}
+	if err == nil {
+		err = s.pool.exec(ctx, func(reply any) error {
+			a, ok := reply.([]any)
+			if !ok || len(a) != 2 {
+				return unexpectedReply(reply)
+			}
+			flag, ok1 := a[0].(int64)
+			left, ok2 := a[1].(int64)
+			switch {
+			case !ok1 || !ok2:
+				return protocolErrorf("ADMIT script returned an array of the wrong types")
+			case flag == 1 && left == 0:
+				admitted = true
+				return nil
+			case flag == 0 && left > 0:
+				retryAfter = time.Duration(left) * time.Millisecond
+				return nil
+			}
+			return protocolErrorf("ADMIT script returned an impossible verdict")
+		}, "EVAL", admitScript, "1", key, strconv.FormatInt(max, 10), ms, randomID(8))
+	}
+	if err != nil {
+		return false, 0, fmt.Errorf("redis ADMIT %q: %w", key, err)
+	}
+	return admitted, retryAfter, nil
 }
 
 func (s *redisStore) Del(ctx context.Context, key string) (existed bool, err error) {

@@ -145,6 +145,74 @@ func testStoreContract(t *testing.T, s store, prefix string) {
 			}
 		}
 	})
+	t.Run("admit up to max, then refuse", func(t *testing.T) {
+		const window = time.Hour
+		for i := range 3 {
+			ok, retry, err := s.Admit(ctx, key("admit"), 3, window)
+			if err != nil || !ok || retry != 0 {
+				t.Fatalf("event %d: Admit = %v, %v, %v; want true, 0, nil", i+1, ok, retry, err)
+			}
+		}
+		for range 2 { // a refusal records nothing, so the answer stays the same
+			ok, retry, err := s.Admit(ctx, key("admit"), 3, window)
+			// The oldest event is at most moments old (Redis's clock is real time).
+			if err != nil || ok || retry <= window/2 || retry > window {
+				t.Fatalf("fourth Admit = %v, %v, %v; want false, (%v, %v], nil", ok, retry, err, window/2, window)
+			}
+		}
+		// Another key, and a higher max on the same key, are separate verdicts.
+		if ok, _, err := s.Admit(ctx, key("admit other"), 1, window); err != nil || !ok {
+			t.Fatalf("other key: Admit = %v, %v", ok, err)
+		}
+		if ok, _, err := s.Admit(ctx, key("admit"), 4, window); err != nil || !ok {
+			t.Fatalf("max 4 after 3 events: Admit = %v, %v", ok, err)
+		}
+	})
+	t.Run("admit concurrently", func(t *testing.T) {
+		var admitted atomic.Int32
+		var wg sync.WaitGroup
+		for range 16 {
+			wg.Go(func() {
+				ok, _, err := s.Admit(ctx, key("admit race"), 5, time.Hour)
+				if err != nil {
+					t.Error(err)
+				}
+				if ok {
+					admitted.Add(1)
+				}
+			})
+		}
+		wg.Wait()
+		if n := admitted.Load(); n != 5 {
+			t.Fatalf("%d of 16 concurrent events admitted; want exactly 5", n)
+		}
+	})
+	t.Run("admit refuses bad arguments and plain values", func(t *testing.T) {
+		for _, tc := range []struct {
+			name   string
+			max    int64
+			window time.Duration
+			want   error
+		}{
+			{"zero window", 1, 0, errBadTTL},
+			{"negative window", 1, -time.Second, errBadTTL},
+			{"zero max", 0, time.Minute, errBadMax},
+			{"negative max", -1, time.Minute, errBadMax},
+		} {
+			if ok, _, err := s.Admit(ctx, key("admit bad"), tc.max, tc.window); !errors.Is(err, tc.want) || ok {
+				t.Errorf("%s: Admit = %v, %v; want false, %v", tc.name, ok, err, tc.want)
+			}
+		}
+		if err := s.Set(ctx, key("admit plain"), "v", time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		if ok, _, err := s.Admit(ctx, key("admit plain"), 1, time.Minute); err == nil || ok {
+			t.Errorf("Admit on a plain value = %v, %v; want an error", ok, err)
+		}
+		if v, ok, err := s.Get(ctx, key("admit plain")); err != nil || !ok || v != "v" {
+			t.Errorf("plain value changed by a refused Admit: %q, %v, %v", v, ok, err)
+		}
+	})
 }
 
 func TestMemoryStoreContract(t *testing.T) {
@@ -369,5 +437,57 @@ func checkAll(t *testing.T, s store, want error) {
 		if !errors.Is(err, want) {
 			t.Errorf("call %d: %v; want %v", i+1, err, want)
 		}
+	}
+}
+
+// TestMemoryStoreAdmitSlidingWindow steps the injected clock through one key's events, max 3
+// in 10 minutes. An event at t counts up to t+10m, exclusive.
+func TestMemoryStoreAdmitSlidingWindow(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	clock := newTestClock()
+	start := clock.Now()
+	s := newMemoryStore(clock.Now, 10)
+	const max, window = 3, 10 * time.Minute
+	for _, st := range []struct {
+		at    time.Duration // since start
+		ok    bool
+		retry time.Duration
+	}{
+		{0, true, 0},
+		{4 * time.Minute, true, 0},
+		{9 * time.Minute, true, 0},
+		{9 * time.Minute, false, time.Minute},                      // three in the window: the first leaves at 10m
+		{10*time.Minute - time.Nanosecond, false, time.Nanosecond}, // refusals record nothing
+		{10 * time.Minute, true, 0},                                // exactly when the first leaves
+		{10 * time.Minute, false, 4 * time.Minute},                 // now 4m, 9m, 10m: the 4m one leaves at 14m
+		// A fixed 10-minute window would have started afresh at 10m and admitted 11m and
+		// 13m as well: with 4m and 9m, five events within ten minutes.
+		{11 * time.Minute, false, 3 * time.Minute},
+		{13 * time.Minute, false, time.Minute},
+		{14 * time.Minute, true, 0},
+		{19 * time.Minute, true, 0},
+		{20*time.Minute - time.Nanosecond, false, time.Nanosecond},
+		{20 * time.Minute, true, 0}, // 14m, 19m, 20m
+	} {
+		clock.Advance(start.Add(st.at).Sub(clock.Now()))
+		ok, retry, err := s.Admit(ctx, "rl", max, window)
+		if err != nil || ok != st.ok || retry != st.retry {
+			t.Fatalf("at %v: Admit = %v, %v, %v; want %v, %v, nil", st.at, ok, retry, err, st.ok, st.retry)
+		}
+	}
+	if e := s.entries["rl"]; len(e.events) != max {
+		t.Fatalf("%d events held; want %d (older ones dropped)", len(e.events), max)
+	}
+	// The key expires window after its newest event (20m), and not before.
+	if e := s.entries["rl"]; !e.expires.Equal(start.Add(20*time.Minute + window)) {
+		t.Fatalf("expires %v after start; want %v", e.expires.Sub(start), 20*time.Minute+window)
+	}
+	clock.Advance(window)
+	if err := s.Set(ctx, "other", "v", time.Minute); err != nil { // an insert sweeps expired entries
+		t.Fatal(err)
+	}
+	if _, held := s.entries["rl"]; held || s.size() != 1 {
+		t.Fatalf("expired window still held (size %d)", s.size())
 	}
 }

@@ -172,6 +172,109 @@ func TestRedisStoreTTLs(t *testing.T) {
 	}
 }
 
+// TestRedisStoreAdmit checks admitScript against a real Redis. Its clock is real time, so a
+// retryAfter is checked within a range, and the window is left by sleeping past it (not a
+// timing assertion: an event never counts again, however late we look).
+func TestRedisStoreAdmit(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	r := startRedis(t)
+	s, _ := newTestRedisStore(t, r.URL(), redisOptions{})
+	a := newAdmin(t, r)
+
+	t.Run("window and expiry", func(t *testing.T) {
+		const window = time.Hour
+		for i := range 2 {
+			if ok, _, err := s.Admit(ctx, "rl:long", 2, window); err != nil || !ok {
+				t.Fatalf("event %d: Admit = %v, %v", i+1, ok, err)
+			}
+		}
+		ok, retry, err := s.Admit(ctx, "rl:long", 2, window)
+		if err != nil || ok || retry <= window/2 || retry > window {
+			t.Fatalf("third Admit = %v, %v, %v; want false, (%v, %v]", ok, retry, err, window/2, window)
+		}
+		if left := a.pttl("rl:long"); left <= window/2 || left > window {
+			t.Errorf("PTTL %v; want (%v, %v]", left, window/2, window)
+		}
+		if n := a.do("ZCARD", "rl:long"); n != int64(2) {
+			t.Errorf("ZCARD %v after a refusal; want 2", n)
+		}
+	})
+
+	t.Run("admit again when the oldest leaves", func(t *testing.T) {
+		const window = 300 * time.Millisecond
+		if ok, _, err := s.Admit(ctx, "rl:short", 1, window); err != nil || !ok {
+			t.Fatalf("first Admit = %v, %v", ok, err)
+		}
+		ok, retry, err := s.Admit(ctx, "rl:short", 1, window)
+		if err != nil || ok || retry <= 0 || retry > window {
+			t.Fatalf("second Admit = %v, %v, %v; want false, (0, %v]", ok, retry, err, window)
+		}
+		time.Sleep(retry + 5*time.Millisecond)
+		if ok, _, err := s.Admit(ctx, "rl:short", 1, window); err != nil || !ok {
+			t.Fatalf("Admit after retryAfter = %v, %v; want admitted", ok, err)
+		}
+		// The set goes window after its newest event.
+		time.Sleep(window + 100*time.Millisecond)
+		if n := a.do("EXISTS", "rl:short"); n != int64(0) {
+			t.Errorf("EXISTS %v after the window; want 0", n)
+		}
+	})
+
+	t.Run("same millisecond", func(t *testing.T) {
+		// Two scripts in one MULTI run back to back, nearly always within one millisecond.
+		// Every round must count both events; some round must have had them share a score,
+		// or the test did not test what it says.
+		shared := false
+		for round := 0; round < 50 && !shared; round++ {
+			key := "rl:same:" + strconv.Itoa(round)
+			a.do("MULTI")
+			for range 2 {
+				a.do("EVAL", admitScript, "1", key, "10", "60000", randomID(8))
+			}
+			replies, ok := a.do("EXEC").([]any)
+			if !ok || len(replies) != 2 {
+				t.Fatalf("EXEC: %v", replies)
+			}
+			for _, rep := range replies {
+				if v, ok := rep.([]any); !ok || len(v) != 2 || v[0] != int64(1) {
+					t.Fatalf("round %d: script reply %v; want {1, 0}", round, rep)
+				}
+			}
+			if n := a.do("ZCARD", key); n != int64(2) {
+				t.Fatalf("round %d: ZCARD %v; want 2", round, n)
+			}
+			scores, ok := a.do("ZRANGE", key, "0", "-1", "WITHSCORES").([]any)
+			if !ok || len(scores) != 4 {
+				t.Fatalf("ZRANGE: %v", scores)
+			}
+			shared = string(scores[1].([]byte)) == string(scores[3].([]byte))
+		}
+		if !shared {
+			t.Fatal("no round ran both events in one millisecond")
+		}
+	})
+
+	t.Run("every key expires", func(t *testing.T) {
+		keys, ok := a.do("KEYS", "rl:*").([]any)
+		if !ok || len(keys) == 0 {
+			t.Fatalf("KEYS: %v", keys)
+		}
+		for _, k := range keys {
+			if left := a.pttl(string(k.([]byte))); left <= 0 || left > time.Hour {
+				t.Errorf("%s: PTTL %v; want (0, 1h]", k, left)
+			}
+		}
+	})
+
+	t.Run("wrong type", func(t *testing.T) {
+		a.do("SET", "rl:plain", "v", "PX", "60000")
+		if ok, _, err := s.Admit(ctx, "rl:plain", 1, time.Minute); err == nil || ok {
+			t.Fatalf("Admit on a string = %v, %v; want an error", ok, err)
+		}
+	})
+}
+
 func TestRedisStorePassword(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()

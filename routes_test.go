@@ -141,6 +141,9 @@ func (failingStore) SetNX(context.Context, string, string, time.Duration) (bool,
 func (failingStore) Incr(context.Context, string, time.Duration) (int64, time.Duration, error) {
 	return 0, 0, errStoreDown
 }
+func (failingStore) Admit(context.Context, string, int64, time.Duration) (bool, time.Duration, error) {
+	return false, 0, errStoreDown
+}
 func (failingStore) Del(context.Context, string) (bool, error) { return false, errStoreDown }
 func (failingStore) Ping(context.Context) error                { return errStoreDown }
 func (failingStore) Close() error                              { return nil }
