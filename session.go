@@ -172,14 +172,25 @@ func (s *server) session(r *http.Request, cookie, typ string) (claims, sessionRe
 	return c, rec, nil
 }
 
-func (s *server) handleMe(w http.ResponseWriter, r *http.Request) {
-	c, rec, err := s.session(r, "access_token", "access")
+// requireSession is session for a handler: it answers 401 when there is
+// no valid session and 503 when the store fails, and reports whether the
+// handler may go on.
+func (s *server) requireSession(w http.ResponseWriter, r *http.Request, cookie, typ string) (claims, sessionRecord, bool) {
+	c, rec, err := s.session(r, cookie, typ)
 	switch {
 	case errors.Is(err, errNoSession):
 		writeError(w, http.StatusUnauthorized, "not_signed_in")
-		return
+		return c, rec, false
 	case err != nil:
 		s.storeFailed(w, "load session", err)
+		return c, rec, false
+	}
+	return c, rec, true
+}
+
+func (s *server) handleMe(w http.ResponseWriter, r *http.Request) {
+	c, rec, ok := s.requireSession(w, r, "access_token", "access")
+	if !ok {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{
@@ -194,13 +205,8 @@ func (s *server) handleMe(w http.ResponseWriter, r *http.Request) {
 // fails; seen later, it was stolen and replayed, so the whole session ends
 // (the refresh-token reuse detection of RFC 9700 section 4.14.2).
 func (s *server) handleRefresh(w http.ResponseWriter, r *http.Request) {
-	c, rec, err := s.session(r, "refresh_token", "refresh")
-	switch {
-	case errors.Is(err, errNoSession):
-		writeError(w, http.StatusUnauthorized, "not_signed_in")
-		return
-	case err != nil:
-		s.storeFailed(w, "load session", err)
+	c, rec, ok := s.requireSession(w, r, "refresh_token", "refresh")
+	if !ok {
 		return
 	}
 	// A person deactivated or removed since signing in gets no new tokens:
