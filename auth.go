@@ -380,6 +380,13 @@ type memberList struct {
 	byEmail map[string]member
 }
 
+// Bounds on a member's fields: ids like WorkOS's (a prefix and a ULID) fit
+// in 64 bytes, names in 256.
+const (
+	maxMemberField = 64
+	maxMemberName  = 256
+)
+
 // maxMembersFile bounds the members file read into memory.
 const maxMembersFile = 16 << 20
 
@@ -463,6 +470,13 @@ func parseMembers(data []byte) (map[string]member, error) {
 		}
 		if m.OrganizationID == "" {
 			return nil, fmt.Errorf("%w: member %d (%s): organization_id is required", errMembersFile, i, addr)
+		}
+		// The organization and the names go into the session cookies,
+		// which must stay under 4096 bytes (RFC 6265 section 6.1).
+		if len(m.OrganizationID) > maxMemberField || len(m.Role) > maxMemberField ||
+			len(m.FirstName) > maxMemberName || len(m.LastName) > maxMemberName {
+			return nil, fmt.Errorf("%w: member %d (%s): organization_id or role over %d bytes, or a name over %d",
+				errMembersFile, i, addr, maxMemberField, maxMemberName)
 		}
 		if _, dup := byEmail[addr]; dup {
 			return nil, fmt.Errorf("%w: member %d: %s is listed twice", errMembersFile, i, addr)

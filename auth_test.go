@@ -369,13 +369,15 @@ func TestMembersFileReload(t *testing.T) {
 func TestParseMembers(t *testing.T) {
 	t.Parallel()
 	bad := map[string]string{
-		"unknown field":   `{"members":[{"email":"a@b.co","organization_id":"o","role":"r","active":true,"admin":true}]}`,
-		"bad address":     `{"members":[{"email":"a@b","organization_id":"o","role":"r","active":true}]}`,
-		"no organization": `{"members":[{"email":"a@b.co","role":"r","active":true}]}`,
-		"listed twice":    `{"members":[{"email":"a@b.co","organization_id":"o","active":true},{"email":"A@b.co","organization_id":"p","active":true}]}`,
-		"trailing data":   `{"members":[]} {}`,
-		"not an object":   `[]`,
-		"active a string": `{"members":[{"email":"a@b.co","organization_id":"o","active":"yes"}]}`,
+		"unknown field":     `{"members":[{"email":"a@b.co","organization_id":"o","role":"r","active":true,"admin":true}]}`,
+		"bad address":       `{"members":[{"email":"a@b","organization_id":"o","role":"r","active":true}]}`,
+		"no organization":   `{"members":[{"email":"a@b.co","role":"r","active":true}]}`,
+		"listed twice":      `{"members":[{"email":"a@b.co","organization_id":"o","active":true},{"email":"A@b.co","organization_id":"p","active":true}]}`,
+		"trailing data":     `{"members":[]} {}`,
+		"not an object":     `[]`,
+		"active a string":   `{"members":[{"email":"a@b.co","organization_id":"o","active":"yes"}]}`,
+		"long organization": `{"members":[{"email":"a@b.co","organization_id":"` + strings.Repeat("o", 65) + `","active":true}]}`,
+		"long name":         `{"members":[{"email":"a@b.co","organization_id":"o","first_name":"` + strings.Repeat("n", 257) + `","active":true}]}`,
 	}
 	for name, doc := range bad {
 		if _, err := parseMembers([]byte(doc)); err == nil {

@@ -270,3 +270,26 @@ func TestWorkOSRefreshRechecksMembership(t *testing.T) {
 	wantStatus(t, r, http.StatusUnauthorized)
 	wantStatus(t, b.get("/v2/user/me/"), http.StatusUnauthorized)
 }
+
+// TestLargestSessionCookieFits: the longest address and organization a
+// members file may hold still give cookies under 4096 bytes.
+func TestLargestSessionCookieFits(t *testing.T) {
+	t.Parallel()
+	label := strings.Repeat("d", 60)
+	addr := strings.Repeat("a", 64) + "@" + label + "." + label + "." + label + ".com"
+	if len(addr) > maxAddressBytes {
+		t.Fatalf("fixture address is %d bytes", len(addr))
+	}
+	members := `{"members":[{"email":"` + addr + `","organization_id":"` + strings.Repeat("o", 64) +
+		`","role":"` + strings.Repeat("r", 64) + `","active":true,"first_name":"` + strings.Repeat("f", 256) +
+		`","last_name":"` + strings.Repeat("l", 256) + `"}]}`
+	ts := newTestServer(t, testEnv("MEMBERS_FILE", writeMembers(t, members)))
+	code := ts.requestCode(addr)
+	r := ts.verify(addr, code)
+	wantSignin(t, r, http.StatusOK, loginSuccessful)
+	for _, c := range r.cookies() {
+		if n := len(c.String()); n >= 4096 {
+			t.Errorf("%s is %d bytes", c.Name, n)
+		}
+	}
+}

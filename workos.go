@@ -258,6 +258,11 @@ func (s *server) finishWorkOSSignin(w http.ResponseWriter, r *http.Request, res 
 		s.workosUnavailable(w)
 		return
 	}
+	if len(res.OrganizationID) > maxWorkOSID {
+		s.log.Error("workos: organization id too long", "user", u.ID, "len", len(res.OrganizationID))
+		s.workosUnavailable(w)
+		return
+	}
 	if res.OrganizationID == "" {
 		inactive, err := s.workos.hasInactiveMembership(r.Context(), u.ID)
 		switch {
