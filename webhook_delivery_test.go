@@ -419,12 +419,7 @@ func TestWebhookIgnoresOtherEvents(t *testing.T) {
 		wantAnswer(t, ts.webhook(body), http.StatusOK, "status", "ignored")
 		wantOutcomes(t, ts, outcomes{ignored: uint64(i + 1)})
 	}
-	if n := fake.calls(fakeMagicAuthPath); n != 0 {
-		t.Fatalf("other events fetched a magic auth %d times", n)
-	}
-	if n := len(ts.mails.sent()); n != 0 {
-		t.Fatalf("other events sent %d mails", n)
-	}
+	wantNothingDelivered(t, fake, ts, "other events")
 }
 
 // TestWebhookExpiredMagicAuth: a code that expired before the event arrived is
@@ -639,12 +634,7 @@ func TestWebhookStaleClaim(t *testing.T) {
 	wantAnswer(t, ts.webhook(d.body), http.StatusConflict, "error", "delivery_in_progress")
 	ts.clock.Advance(webhookLease - time.Millisecond)
 	wantAnswer(t, ts.webhook(d.body), http.StatusConflict, "error", "delivery_in_progress")
-	if n := fake.calls(fakeMagicAuthPath); n != 0 {
-		t.Fatalf("a claimed event was fetched %d times", n)
-	}
-	if n := len(ts.mails.sent()); n != 0 {
-		t.Fatalf("a claimed event was mailed %d times", n)
-	}
+	wantNothingDelivered(t, fake, ts, "a claimed event")
 	ts.clock.Advance(time.Millisecond)
 	wantAnswer(t, ts.webhook(d.body), http.StatusOK, "status", "delivered")
 	if n := len(ts.mails.sent()); n != 1 {
@@ -1066,12 +1056,7 @@ func TestWebhookRejectsBadSignature(t *testing.T) {
 		}
 		wantOutcomes(t, ts, outcomes{rejected: uint64(i + 1)})
 	}
-	if n := fake.calls(fakeMagicAuthPath); n != 0 {
-		t.Fatalf("unsigned requests fetched %d magic auths", n)
-	}
-	if n := len(ts.mails.sent()); n != 0 {
-		t.Fatalf("unsigned requests sent %d mails", n)
-	}
+	wantNothingDelivered(t, fake, ts, "unsigned requests")
 	// The fixture itself is good.
 	wantAnswer(t, ts.webhook(d.body), http.StatusOK, "status", "delivered")
 }
@@ -1135,12 +1120,7 @@ func TestWebhookRejectsBadEvents(t *testing.T) {
 		}
 		wantOutcomes(t, ts, outcomes{rejected: uint64(i + 1)})
 	}
-	if n := fake.calls(fakeMagicAuthPath); n != 0 {
-		t.Fatalf("bad events fetched %d magic auths", n)
-	}
-	if n := len(ts.mails.sent()); n != 0 {
-		t.Fatalf("bad events sent %d mails", n)
-	}
+	wantNothingDelivered(t, fake, ts, "bad events")
 }
 
 // TestWebhookEmailCodeMode: without WorkOS the webhook does not exist (404),
@@ -1171,5 +1151,17 @@ func TestWebhookEmailCodeMode(t *testing.T) {
 	}
 	if n := fake.calls(fakeMagicAuthPath); n != 0 {
 		t.Fatalf("email+code mode fetched %d magic auths", n)
+	}
+}
+
+// wantNothingDelivered fails the test if what was sent fetched a magic auth
+// from WorkOS or sent a mail.
+func wantNothingDelivered(t *testing.T, fake *fakeWorkOS, ts *testServer, what string) {
+	t.Helper()
+	if n := fake.calls(fakeMagicAuthPath); n != 0 {
+		t.Fatalf("%s fetched a magic auth %d times", what, n)
+	}
+	if n := len(ts.mails.sent()); n != 0 {
+		t.Fatalf("%s sent %d mails", what, n)
 	}
 }
