@@ -89,13 +89,8 @@ func (s *server) storeFailed(w http.ResponseWriter, op string, err error) {
 // who is a member: a code is made and stored for every address, and only
 // the mail, sent after the response, depends on membership.
 func (s *server) handleLoginCode(w http.ResponseWriter, r *http.Request) {
-	var email string
-	if !decodeFields(w, r, map[string]*string{"email": &email}, "email") {
-		return
-	}
-	addr, ok := parseEmail(email)
+	addr, ok := decodeAddress(w, r, nil)
 	if !ok {
-		writeError(w, http.StatusBadRequest, "invalid_email")
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), storeTimeout)
@@ -193,13 +188,9 @@ func (s *server) mailCode(addr, code string) {
 // a counter shared by all of an address's codes would have to be reset for
 // each new code, and guesses racing that reset would go uncounted.
 func (s *server) handleVerifyCode(w http.ResponseWriter, r *http.Request) {
-	var email, code string
-	if !decodeFields(w, r, map[string]*string{"email": &email, "code": &code}, "email", "code") {
-		return
-	}
-	addr, ok := parseEmail(email)
+	var code string
+	addr, ok := decodeAddress(w, r, &code)
 	if !ok {
-		writeError(w, http.StatusBadRequest, "invalid_email")
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), storeTimeout)
@@ -274,6 +265,26 @@ func (s *server) stillMember(ctx context.Context, rec sessionRecord) (bool, erro
 func emailUserID(addr string) string {
 	sum := sha256.Sum256([]byte("dashauth user\x00" + addr))
 	return "user_" + hex.EncodeToString(sum[:13])
+}
+
+// decodeAddress reads an email+code request body: {"email"} or, when code
+// is not nil, {"email", "code"}. It answers 400 itself and returns the
+// address parsed and lower-cased.
+func decodeAddress(w http.ResponseWriter, r *http.Request, code *string) (string, bool) {
+	var email string
+	fields, required := map[string]*string{"email": &email}, []string{"email"}
+	if code != nil {
+		fields["code"], required = code, append(required, "code")
+	}
+	if !decodeFields(w, r, fields, required...) {
+		return "", false
+	}
+	addr, ok := parseEmail(email)
+	if !ok {
+		writeError(w, http.StatusBadRequest, "invalid_email")
+		return "", false
+	}
+	return addr, true
 }
 
 // newCode returns codeDigits decimal digits, uniform, from crypto/rand.
