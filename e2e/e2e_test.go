@@ -147,6 +147,21 @@ func (s *service) code(t *testing.T, addr string) string {
 
 func browser(t *testing.T) context.Context {
 	t.Helper()
+	// Chromium's helper processes may still be writing the profile for a
+	// moment after the browser is stopped, so the profile is removed with
+	// retries rather than by t.TempDir's one-shot cleanup.
+	profile, err := os.MkdirTemp("", "dashauth-e2e-profile-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { // registered first, so it runs after the browser stops
+		for range 50 {
+			if os.RemoveAll(profile) == nil {
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	})
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(chromium(t)),
 		chromedp.NoSandbox,
@@ -155,7 +170,7 @@ func browser(t *testing.T) context.Context {
 		chromedp.Flag("disable-background-networking", true),
 		chromedp.Flag("disable-component-update", true),
 		chromedp.Flag("disable-sync", true),
-		chromedp.UserDataDir(t.TempDir()),
+		chromedp.UserDataDir(profile),
 	)
 	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
 	t.Cleanup(cancel)
