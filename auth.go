@@ -1,27 +1,31 @@
 package main
 
+// Both sign-in flows (contract: "Email+code sign-in", "WorkOS AuthKit sign-in"), their rate limits, the membership
+// rules and the members file.
+
 import (
 	"context"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"math/big"
 	"net/http"
 	"net/netip"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
+
+	"github.com/workos/workos-go/v4/pkg/usermanagement"
 )
 
-// Sign-in answers (CONTRACT.md, "Sign-in responses").
+// Sign-in answers (contract, "Sign-in responses").
 const (
 	loginSuccessful               = "LOGIN_SUCCESSFUL"
 	membershipDeactivated         = "MEMBERSHIP_DEACTIVATED"
@@ -32,23 +36,16 @@ const (
 	codeSent                      = "CODE_SENT"
 )
 
-// Login-code rules, all from CONTRACT.md.
 const (
-	codeDigits   = 6
-	codeTTL      = 10 * time.Minute
+	codeTTL      = 10 * time.Minute // contract, "Email+code sign-in"
 	codeMaxTries = 5
-
-	perAddressGap    = 60 * time.Second // one new code per address per minute
-	perAddressWindow = 15 * time.Minute // ...and at most 5 per 15 minutes
-	perAddressMax    = 5
-	perClientWindow  = 15 * time.Minute // one client address: 30 requests per 15 minutes
-	perClientMax     = 30
-
-	// storeTimeout bounds every state call made while answering a request.
-	storeTimeout = 3 * time.Second
+	limitWindow  = 15 * time.Minute
+	// signinTTL is the life of a started WorkOS sign-in or a pending organization choice (contract: 10 minutes, as
+	// long as WorkOS's own authorization codes).
+	signinTTL = 10 * time.Minute
 )
 
-// user is who signed in, as the API shows it.
+// user is who signed in, as the API shows them.
 type user struct {
 	ID        string `json:"id"`
 	Email     string `json:"email"`
@@ -56,317 +53,172 @@ type user struct {
 	LastName  string `json:"last_name"`
 }
 
-// signinResponse writes one of the sign-in answers that set no cookie.
-func (s *server) signinResponse(w http.ResponseWriter, status int, responseType string) {
-	s.metrics.inc("dashauth_signins_total", "response_type", responseType)
+// answer writes a sign-in answer that starts no session, counts and logs it.
+func (s *server) answer(w http.ResponseWriter, r *http.Request, status int, responseType string) {
+	s.count("dashauth_signins_total", responseType)
+	s.log.Info("sign-in", "path", r.URL.Path, "status", status, "response_type", responseType)
 	writeJSON(w, status, map[string]string{"response_type": responseType})
 }
 
-// signinSuccess starts a session for u in org and answers LOGIN_SUCCESSFUL.
-func (s *server) signinSuccess(w http.ResponseWriter, r *http.Request, u user, org string, rec sessionRecord) {
-	rec.User, rec.Org = u, org
-	if err := s.startSession(r.Context(), w, rec); err != nil {
-		s.storeFailed(w, "start session", err)
+// signIn starts a session and answers LOGIN_SUCCESSFUL.
+func (s *server) signIn(w http.ResponseWriter, r *http.Request, rec sessionRecord) {
+	rec.Start = s.now().Unix()
+	if _, err := s.issue(r.Context(), w, "sess_"+randomID(16), rec, ""); err != nil {
+		s.storeFailed(w, r, err)
 		return
 	}
-	s.metrics.inc("dashauth_signins_total", "response_type", loginSuccessful)
-	writeJSON(w, http.StatusOK, map[string]any{
-		"response_type":   loginSuccessful,
-		"user":            u,
-		"organization_id": org,
-	})
+	s.count("dashauth_signins_total", loginSuccessful)
+	s.log.Info("sign-in", "path", r.URL.Path, "status", 200, "response_type", loginSuccessful, "sub", rec.User.ID, "org", rec.Org)
+	writeJSON(w, http.StatusOK, map[string]any{"response_type": loginSuccessful, "user": rec.User, "organization_id": rec.Org})
 }
 
-// storeFailed answers 503 when the state store does not answer.
-func (s *server) storeFailed(w http.ResponseWriter, op string, err error) {
-	s.metrics.inc("dashauth_store_errors_total", "", "")
-	s.log.Error("state store failed", "op", op, "err", err)
-	writeError(w, http.StatusServiceUnavailable, "state_unavailable")
+// limit is a sliding-window rate limit on one store key.
+type limit struct {
+	key    string
+	max    int
+	window time.Duration
 }
 
-// handleLoginCode mails a fresh code to a member. Every well-formed address
-// gets the same answer after the same work, so the endpoint does not tell
-// who is a member: a code is made and stored for every address, and only
-// the mail, sent after the response, depends on membership.
-func (s *server) handleLoginCode(w http.ResponseWriter, r *http.Request) {
-	addr, ok := decodeAddress(w, r, nil)
-	if !ok {
-		return
-	}
-	ctx, cancel := context.WithTimeout(r.Context(), storeTimeout)
-	defer cancel()
-
-	id := s.addressID(addr)
-	limits := []struct {
-		key    string
-		window time.Duration
-		max    int64
-	}{
-		{s.key("rl", "client", clientBucket(s.clientIP(r))), perClientWindow, perClientMax},
-		{s.key("rl", "addr1m", id), perAddressGap, 1},
-		{s.key("rl", "addr15m", id), perAddressWindow, perAddressMax},
-	}
-	// Each limit is a sliding window (store.Admit): "5 per 15 minutes" holds over every
-	// 15-minute span, not only within fixed windows, where a burst at one window's end and
-	// another at the next one's start would add up. The limits are checked in this order and
-	// the first refusal answers, so a request refused by one limit is not recorded by the
-	// later ones (a client over its limit does not use up an address's codes). It is
-	// recorded by the earlier ones: refused requests still count against the client.
+// admit checks limits in order and answers 429 at the first that refuses. A request refused by one limit is not
+// recorded by the later ones (a client over its limit does not use up an address's codes), but is by the earlier
+// ones.
+func (s *server) admit(w http.ResponseWriter, r *http.Request, limits ...limit) bool {
 	for _, l := range limits {
-		admitted, retryAfter, err := s.store.Admit(ctx, l.key, l.max, l.window)
+		ok, retry, err := admit(r.Context(), s.store, s.now(), l.key, l.max, l.window)
 		if err != nil {
-			s.storeFailed(w, "rate limit", err)
-			return
+			s.storeFailed(w, r, err)
+			return false
 		}
-		if !admitted {
-			s.metrics.inc("dashauth_rate_limited_total", "", "")
-			// Whole seconds, rounded up so a retry at Retry-After is admitted (RFC 9110
-			// 10.2.3 allows only delay-seconds or a date), and at least 1.
-			secs := max(1, int64((retryAfter+time.Second-1)/time.Second))
-			w.Header().Set("Retry-After", strconv.FormatInt(secs, 10))
-			writeError(w, http.StatusTooManyRequests, "rate_limited")
-			return
-		}
-	}
-
-	code, err := newCode()
-	if err != nil {
-		s.log.Error("login code: no randomness", "err", err) // unreachable: crypto/rand does not fail on Linux
-		writeError(w, http.StatusServiceUnavailable, "unavailable")
-		return
-	}
-	// A new code replaces the old one. Its tries are counted under its own
-	// hash (see handleVerifyCode), so it starts with all five.
-	if err := s.store.Set(ctx, s.key("code", id), s.codeHash(addr, code), codeTTL); err != nil {
-		s.storeFailed(w, "store code", err)
-		return
-	}
-
-	if _, found := s.members.lookup(addr); found {
-		s.goBackground(func() { s.mailCode(addr, code) })
-	}
-	s.signinResponse(w, http.StatusOK, codeSent)
-}
-
-// clientBucket names the client a rate limit counts. An IPv6 host is given
-// a whole /64 and picks its own addresses in it (RFC 4291 section 2.5.1
-// fixes 64-bit interface identifiers; RFC 8981 has hosts rotate them), so
-// counting single IPv6 addresses would let one host use a fresh address
-// for every request. IPv4 addresses count one by one.
-func clientBucket(a netip.Addr) string {
-	if a.Is6() {
-		p, _ := a.Prefix(64) // cannot fail: 64 bits fit an IPv6 address
-		return p.String()
-	}
-	return a.String()
-}
-
-func (s *server) mailCode(addr, code string) {
-	// The request is over; the mailer's own timeout bounds the send.
-	err := s.mail.Send(context.Background(), message{
-		To:      addr,
-		Subject: "Your sign-in code",
-		Text: "Your sign-in code is:\r\n\r\n" + code + "\r\n\r\n" +
-			"It is valid for 10 minutes and can be used once.\r\n" +
-			"If you did not ask to sign in, ignore this mail.\r\n",
-		HTML: "<p>Your sign-in code is:</p><p style=\"font-size:24px;font-family:monospace\"><b>" + code + "</b></p>" +
-			"<p>It is valid for 10 minutes and can be used once.</p>" +
-			"<p>If you did not ask to sign in, ignore this mail.</p>",
-	})
-	if err != nil {
-		s.metrics.inc("dashauth_mails_total", "result", "failed")
-		s.log.Error("login code mail failed", "err", err)
-		return
-	}
-	s.metrics.inc("dashauth_mails_total", "result", "sent")
-}
-
-// handleVerifyCode checks a code. The order matters: the try is counted
-// before the comparison, so parallel guesses cannot exceed the limit, and
-// a matching code is taken with an atomic delete, so it works only once.
-// Tries are counted per stored code (the key holds a prefix of its hash):
-// a counter shared by all of an address's codes would have to be reset for
-// each new code, and guesses racing that reset would go uncounted.
-func (s *server) handleVerifyCode(w http.ResponseWriter, r *http.Request) {
-	var code string
-	addr, ok := decodeAddress(w, r, &code)
-	if !ok {
-		return
-	}
-	ctx, cancel := context.WithTimeout(r.Context(), storeTimeout)
-	defer cancel()
-
-	id := s.addressID(addr)
-	codeKey := s.key("code", id)
-	stored, found, err := s.store.Get(ctx, codeKey)
-	if err != nil {
-		s.storeFailed(w, "read code", err)
-		return
-	}
-	if !found {
-		s.signinResponse(w, http.StatusBadRequest, linkExpired) // expired, used or burned
-		return
-	}
-	// The counter outlives the code (it starts at the first try), so once
-	// five tries are used the code stays burned until it expires.
-	tries, _, err := s.store.Incr(ctx, s.key("codetries", id, stored[:min(16, len(stored))]), codeTTL)
-	if err != nil {
-		s.storeFailed(w, "count try", err)
-		return
-	}
-	if tries > codeMaxTries {
-		s.signinResponse(w, http.StatusBadRequest, linkExpired)
-		return
-	}
-	if !validCode(code) || !hmac.Equal([]byte(s.codeHash(addr, code)), []byte(stored)) {
-		s.signinResponse(w, http.StatusBadRequest, linkInvalid)
-		return
-	}
-	taken, err := s.store.Del(ctx, codeKey)
-	if err != nil {
-		s.storeFailed(w, "take code", err)
-		return
-	}
-	if !taken {
-		s.signinResponse(w, http.StatusBadRequest, linkExpired) // a parallel request used it first
-		return
-	}
-
-	m, found := s.members.lookup(addr)
-	switch {
-	case !found:
-		s.signinResponse(w, http.StatusForbidden, membershipNotFound)
-	case !m.Active:
-		s.signinResponse(w, http.StatusForbidden, membershipDeactivated)
-	default:
-		u := user{ID: emailUserID(addr), Email: addr, FirstName: m.FirstName, LastName: m.LastName}
-		s.signinSuccess(w, r, u, m.OrganizationID, sessionRecord{Method: "email_code"})
-	}
-}
-
-// stillMember reports whether the session's person is still an active
-// member of its organization: in the members file for email+code, in
-// WorkOS for WorkOS (one API call). A session of the flow that is now off
-// is no longer a member.
-func (s *server) stillMember(ctx context.Context, rec sessionRecord) (bool, error) {
-	switch {
-	case rec.Method == "email_code" && !s.cfg.WorkOS:
-		m, ok := s.members.lookup(rec.User.Email)
-		return ok && m.Active && m.OrganizationID == rec.Org, nil
-	case rec.Method == "workos" && s.workos != nil:
-		status, err := s.workos.membershipStatus(ctx, rec.User.ID, rec.Org)
-		return status == "active", err
-	}
-	return false, nil
-}
-
-// emailUserID is the stable user id of an email+code member: a hash of the
-// address, so it survives restarts and key rotation.
-func emailUserID(addr string) string {
-	sum := sha256.Sum256([]byte("dashauth user\x00" + addr))
-	return "user_" + hex.EncodeToString(sum[:13])
-}
-
-// decodeAddress reads an email+code request body: {"email"} or, when code
-// is not nil, {"email", "code"}. It answers 400 itself and returns the
-// address parsed and lower-cased.
-func decodeAddress(w http.ResponseWriter, r *http.Request, code *string) (string, bool) {
-	var email string
-	fields, required := map[string]*string{"email": &email}, []string{"email"}
-	if code != nil {
-		fields["code"], required = code, append(required, "code")
-	}
-	if !decodeFields(w, r, fields, required...) {
-		return "", false
-	}
-	addr, ok := parseEmail(email)
-	if !ok {
-		writeError(w, http.StatusBadRequest, "invalid_email")
-		return "", false
-	}
-	return addr, true
-}
-
-// newCode returns codeDigits decimal digits, uniform, from crypto/rand.
-func newCode() (string, error) {
-	n, err := rand.Int(rand.Reader, big.NewInt(1_000_000))
-	if err != nil {
-		return "", err
-	}
-	return fmt.Sprintf("%06d", n.Int64()), nil
-}
-
-// validCode accepts exactly six ASCII digits: no sign, no spaces, no
-// full-width digits, no newline.
-func validCode(code string) bool {
-	if len(code) != codeDigits {
-		return false
-	}
-	for i := 0; i < len(code); i++ {
-		if code[i] < '0' || code[i] > '9' {
+		if !ok {
+			s.count("dashauth_rate_limited_total", "")
+			// Whole seconds rounded up, so a retry at Retry-After is admitted (RFC 9110 §10.2.3).
+			w.Header().Set("Retry-After", strconv.FormatInt(int64((retry+time.Second-1)/time.Second), 10))
+			s.fail(w, r, http.StatusTooManyRequests, "rate_limited")
 			return false
 		}
 	}
 	return true
 }
 
-// codeHash is what the store keeps of a code: an HMAC under a key the store
-// never sees, bound to the address, so a copy of Redis reveals no code.
+// clientLimit is n requests of kind per 15 minutes from one client. An IPv6 host picks its own addresses within its
+// /64 (RFC 4291 §2.5.1, RFC 8981), so a /64 is one client.
+func (s *server) clientLimit(r *http.Request, kind string, n int) limit {
+	a := s.clientIP(r)
+	if a.Is6() {
+		p, _ := a.Prefix(64) // cannot fail: an IPv6 address has 64 bits to keep
+		return limit{s.key("rl", kind, p.String()), n, limitWindow}
+	}
+	return limit{s.key("rl", kind, a.String()), n, limitWindow}
+}
+
+// decodeAddress reads {"email"} or, with code, {"email", "code"}, and the address in it.
+func (s *server) decodeAddress(w http.ResponseWriter, r *http.Request, code *string) (string, bool) {
+	var email string
+	fields := []field{{"email", &email, nil}}
+	if code != nil {
+		fields = append(fields, field{"code", code, nil})
+	}
+	if !s.decodeBody(w, r, fields, "") {
+		return "", false
+	}
+	addr, ok := parseEmail(email)
+	if !ok {
+		s.fail(w, r, http.StatusBadRequest, "invalid_email")
+	}
+	return addr, ok
+}
+
+// handleLoginCode mails a fresh code to a member. Every well-formed address gets the same answer after the same store
+// work, so the endpoint does not tell who is a member; only the mail, sent after the response, depends on membership.
+func (s *server) handleLoginCode(w http.ResponseWriter, r *http.Request) {
+	addr, ok := s.decodeAddress(w, r, nil)
+	id := s.addressID(addr)
+	if !ok || !s.admit(w, r, s.clientLimit(r, "client", 30),
+		limit{s.key("rl", "addr1m", id), 1, time.Minute}, limit{s.key("rl", "addr15m", id), 5, limitWindow}) {
+		return
+	}
+	n, _ := rand.Int(rand.Reader, big.NewInt(1_000_000)) // cannot fail: crypto/rand aborts instead
+	code := fmt.Sprintf("%06d", n.Int64())
+	// A new code replaces the old one; its tries count under its own hash.
+	if _, err := s.store.Put(r.Context(), s.key("code", id), anyValue, s.codeHash(addr, code), codeTTL); err != nil {
+		s.storeFailed(w, r, err)
+		return
+	}
+	if _, member := s.members.lookup(addr); member {
+		expires := s.now().Add(codeTTL)
+		s.background.Go(func() { s.sendCode(context.Background(), addr, code, expires, "") })
+	}
+	s.answer(w, r, http.StatusOK, codeSent)
+}
+
+// handleVerifyCode checks a code. The try is counted before the comparison, so parallel guesses cannot exceed the
+// limit, and per stored code, so a new code starts with all five and guesses at the old one cannot race a reset; a
+// matching code is taken with an atomic compare-and-delete, so it works once.
+func (s *server) handleVerifyCode(w http.ResponseWriter, r *http.Request) {
+	var code string
+	addr, ok := s.decodeAddress(w, r, &code)
+	// Without a client limit, one client could burn each new code of a victim as it appears.
+	if !ok || !s.admit(w, r, s.clientLimit(r, "verify", 30)) {
+		return
+	}
+	ctx, key := r.Context(), s.key("code", s.addressID(addr))
+	stored, found, err := s.store.Get(ctx, key)
+	tryOK := false
+	if err == nil && found {
+		tryOK, _, err = admit(ctx, s.store, s.now(), s.key("tries", stored[:min(16, len(stored))]), codeMaxTries, codeTTL)
+	}
+	switch {
+	case err != nil:
+		s.storeFailed(w, r, err)
+		return
+	case !tryOK: // expired, used, replaced, or burned by five tries
+		s.answer(w, r, http.StatusBadRequest, linkExpired)
+		return
+	case !validCode(code) || !hmac.Equal([]byte(s.codeHash(addr, code)), []byte(stored)):
+		s.answer(w, r, http.StatusBadRequest, linkInvalid)
+		return
+	}
+	taken, err := s.store.Put(ctx, key, stored, "", 0)
+	switch m, member := s.members.lookup(addr); {
+	case err != nil:
+		s.storeFailed(w, r, err)
+	case !taken:
+		s.answer(w, r, http.StatusBadRequest, linkExpired) // a parallel request used it first
+	case !member:
+		s.answer(w, r, http.StatusForbidden, membershipNotFound)
+	case !m.Active:
+		s.answer(w, r, http.StatusForbidden, membershipDeactivated)
+	default:
+		// The user id is a hash of the address: stable across restarts and key rotation.
+		sum := sha256.Sum256([]byte("dashauth user\x00" + addr))
+		u := user{ID: "user_" + hex.EncodeToString(sum[:13]), Email: addr, FirstName: m.FirstName, LastName: m.LastName}
+		s.signIn(w, r, sessionRecord{User: u, Org: m.OrganizationID, Method: "email_code"})
+	}
+}
+
+// codeHash is what the store keeps of a code: an HMAC under a key the store never sees, bound to the address, so a
+// copy of Redis reveals no code.
 func (s *server) codeHash(addr, code string) string {
-	mac := hmac.New(sha256.New, s.codeKey)
-	mac.Write([]byte("code\x00" + addr + "\x00" + code))
-	return hex.EncodeToString(mac.Sum(nil))
+	return hex.EncodeToString(mac(s.codeKey, []byte("code\x00"+addr+"\x00"+code)))
 }
 
 // addressID names an address in store keys without writing it there.
 func (s *server) addressID(addr string) string {
-	mac := hmac.New(sha256.New, s.codeKey)
-	mac.Write([]byte("address\x00" + addr))
-	return hex.EncodeToString(mac.Sum(nil))
+	return hex.EncodeToString(mac(s.codeKey, []byte("address\x00"+addr)))
 }
 
-// parseEmail accepts one bare address of at most maxAddressBytes (the
-// longest SMTP can carry), local@domain, and returns it in
-// lower case (addresses are compared case-insensitively). It is stricter
-// than RFC 5322 on purpose: no display name, no quoted local part, no
-// comments, no comma, no whitespace or control bytes, and a dotted domain
-// of letters, digits and hyphens.
-func parseEmail(s string) (string, bool) {
-	if len(s) == 0 || len(s) > maxAddressBytes {
-		return "", false
+// stillMember reports whether a session's person is still an active member of its organization: in the members file
+// for email+code, in WorkOS for WorkOS. A session of the flow that is now off is no longer a member.
+func (s *server) stillMember(ctx context.Context, rec sessionRecord) (bool, error) {
+	switch {
+	case rec.Method == "email_code" && s.workos == nil:
+		m, ok := s.members.lookup(rec.User.Email)
+		return ok && m.Active && m.OrganizationID == rec.Org, nil
+	case rec.Method == "workos" && s.workos != nil:
+		status, err := s.workos.membership(ctx, rec.User.ID, rec.Org)
+		return status == usermanagement.Active, err
 	}
-	local, domain, ok := strings.Cut(s, "@")
-	if !ok || local == "" || len(local) > 64 || domain == "" || strings.Contains(domain, "@") {
-		return "", false
-	}
-	for i := 0; i < len(local); i++ {
-		c := local[i]
-		if !(isAlnum(c) || strings.IndexByte(".!#$%&'*+/=?^_`{|}~-", c) >= 0) {
-			return "", false
-		}
-	}
-	if local[0] == '.' || local[len(local)-1] == '.' || strings.Contains(local, "..") {
-		return "", false
-	}
-	labels := strings.Split(domain, ".")
-	if len(labels) < 2 {
-		return "", false
-	}
-	for _, l := range labels {
-		if l == "" || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
-			return "", false
-		}
-		for i := 0; i < len(l); i++ {
-			if !isAlnum(l[i]) && l[i] != '-' {
-				return "", false
-			}
-		}
-	}
-	return strings.ToLower(s), true
-}
-
-func isAlnum(c byte) bool {
-	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9'
+	return false, nil
 }
 
 // member is one entry of MEMBERS_FILE.
@@ -379,121 +231,267 @@ type member struct {
 	LastName       string `json:"last_name,omitempty"`
 }
 
-// memberList is MEMBERS_FILE, reloaded when the file changes. With no file
-// (development mode) anyone may sign in, to the organization "org_dev".
-type memberList struct {
-	path string
-	log  *slog.Logger
+// memberList is MEMBERS_FILE, read at start (a broken file stops the start; the Helm chart rolls the pods when it
+// changes). With no file, development mode lets anyone in.
+type memberList map[string]member
 
-	mu      sync.Mutex
-	modTime time.Time
-	size    int64
-	byEmail map[string]member
-}
-
-// Bounds on a member's fields: ids like WorkOS's (a prefix and a ULID) fit
-// in 64 bytes, names in 256.
-const (
-	maxMemberField = 64
-	maxMemberName  = 256
-)
-
-// maxMembersFile bounds the members file read into memory.
-const maxMembersFile = 16 << 20
-
-func loadMembers(path string, log *slog.Logger) (*memberList, error) {
-	ml := &memberList{path: path, log: log}
+func loadMembers(path string) (memberList, error) {
 	if path == "" {
-		return ml, nil
+		return nil, nil
 	}
-	fi, err := os.Stat(path)
-	if err != nil {
-		return nil, fmt.Errorf("MEMBERS_FILE: %w", err)
+	data, err := os.ReadFile(path)
+	if err == nil {
+		return parseMembers(data)
 	}
-	byEmail, err := readMembers(path)
-	if err != nil {
-		return nil, fmt.Errorf("MEMBERS_FILE: %w", err)
-	}
-	ml.modTime, ml.size, ml.byEmail = fi.ModTime(), fi.Size(), byEmail
-	return ml, nil
+	return nil, fmt.Errorf("MEMBERS_FILE: %w", err)
 }
 
-// lookup finds addr's membership, first reloading the file if it changed.
-// A broken file keeps the last good list, and says why in the log.
-func (ml *memberList) lookup(addr string) (member, bool) {
-	if ml.path == "" {
+func (ml memberList) lookup(addr string) (member, bool) {
+	if ml == nil {
 		return member{Email: addr, OrganizationID: "org_dev", Role: "admin", Active: true}, true
 	}
-	ml.mu.Lock()
-	defer ml.mu.Unlock()
-	if fi, err := os.Stat(ml.path); err != nil {
-		ml.log.Error("members file unreadable; keeping the last good list", "path", ml.path, "err", err)
-	} else if !fi.ModTime().Equal(ml.modTime) || fi.Size() != ml.size {
-		ml.modTime, ml.size = fi.ModTime(), fi.Size()
-		if byEmail, err := readMembers(ml.path); err != nil {
-			ml.log.Error("members file is broken; keeping the last good list", "path", ml.path, "err", err)
-		} else {
-			ml.byEmail = byEmail
-			ml.log.Info("members file reloaded", "path", ml.path, "members", len(byEmail))
-		}
-	}
-	m, ok := ml.byEmail[addr]
+	m, ok := ml[addr]
 	return m, ok
 }
 
-// readMembers parses a members file strictly: unknown fields, a bad address
-// or a missing organization make the whole file invalid.
-func readMembers(path string) (map[string]member, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxMembersFile+1))
-	if err != nil {
-		return nil, err
-	}
-	return parseMembers(data)
-}
-
-var errMembersFile = errors.New("members file")
-
-func parseMembers(data []byte) (map[string]member, error) {
-	if len(data) > maxMembersFile {
-		return nil, fmt.Errorf("%w: larger than %d bytes", errMembersFile, maxMembersFile)
-	}
+// parseMembers reads a members file strictly: an unknown field, a bad address, a missing organization or an address
+// listed twice makes it invalid. The organization and names go into the session cookies, which must stay under 4096
+// bytes, so they are bounded.
+func parseMembers(data []byte) (memberList, error) {
 	var doc struct {
 		Members []member `json:"members"`
 	}
 	dec := json.NewDecoder(strings.NewReader(string(data)))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(&doc); err != nil {
-		return nil, fmt.Errorf("%w: %v", errMembersFile, err)
+	if err := dec.Decode(&doc); err != nil || dec.More() {
+		return nil, fmt.Errorf("members file: not one JSON object of members (%v)", err)
 	}
-	if dec.More() {
-		return nil, fmt.Errorf("%w: data after the JSON object", errMembersFile)
-	}
-	byEmail := make(map[string]member, len(doc.Members))
+	byEmail := make(memberList, len(doc.Members))
 	for i, m := range doc.Members {
 		addr, ok := parseEmail(m.Email)
-		if !ok {
-			return nil, fmt.Errorf("%w: member %d: %q is not an email address", errMembersFile, i, m.Email)
-		}
-		if m.OrganizationID == "" {
-			return nil, fmt.Errorf("%w: member %d (%s): organization_id is required", errMembersFile, i, addr)
-		}
-		// The organization and the names go into the session cookies,
-		// which must stay under 4096 bytes (RFC 6265 section 6.1).
-		if len(m.OrganizationID) > maxMemberField || len(m.Role) > maxMemberField ||
-			len(m.FirstName) > maxMemberName || len(m.LastName) > maxMemberName {
-			return nil, fmt.Errorf("%w: member %d (%s): organization_id or role over %d bytes, or a name over %d",
-				errMembersFile, i, addr, maxMemberField, maxMemberName)
-		}
-		if _, dup := byEmail[addr]; dup {
-			return nil, fmt.Errorf("%w: member %d: %s is listed twice", errMembersFile, i, addr)
+		switch _, dup := byEmail[addr]; {
+		case !ok:
+			return nil, fmt.Errorf("members file: member %d: %q is not an email address", i, m.Email)
+		case dup:
+			return nil, fmt.Errorf("members file: member %d: %s is listed twice", i, addr)
+		case m.OrganizationID == "" || len(m.OrganizationID) > 64 || len(m.Role) > 64 || len(m.FirstName) > 256 || len(m.LastName) > 256:
+			return nil, fmt.Errorf("members file: member %d (%s): organization_id missing, or it or role over 64 bytes, or a name over 256", i, addr)
 		}
 		m.Email = addr
 		byEmail[addr] = m
 	}
 	return byEmail, nil
+}
+
+// A started WorkOS sign-in is its state: the PKCE verifier and an expiry, sealed. It goes to AuthKit and back in the
+// URL, opens only here, and says itself when it expires. A cookie named by the state's hash binds it to the browser
+// that started it; the store records it spent, once, at the callback. Nothing else keeps it.
+type startedSignin struct {
+	Verifier string `json:"v"`
+	Expires  int64  `json:"e"` // unix seconds
+}
+
+func (s *server) stateCookieName(state string) string {
+	sum := sha256.Sum256([]byte(state))
+	return s.cookieName("workos_state_" + hex.EncodeToString(sum[:8]))
+}
+
+// handleWorkOSLoginURL starts an AuthKit sign-in with a fresh state and PKCE verifier (RFC 7636: 32 random bytes,
+// S256). It writes nothing to the store.
+func (s *server) handleWorkOSLoginURL(w http.ResponseWriter, r *http.Request) {
+	var redirect, hint string
+	if !s.decodeBody(w, r, []field{{"redirect_url", &redirect, nil}, {"screen_hint", &hint, nil}}, "screen_hint") {
+		return
+	}
+	if !slices.Contains(s.cfg.RedirectURLs, redirect) {
+		s.fail(w, r, http.StatusBadRequest, "invalid_redirect_url")
+		return
+	}
+	if hint != "" && hint != string(usermanagement.SignIn) && hint != string(usermanagement.SignUp) {
+		s.fail(w, r, http.StatusBadRequest, "invalid_screen_hint")
+		return
+	}
+	b := make([]byte, 32)
+	rand.Read(b)
+	verifier := base64.RawURLEncoding.EncodeToString(b)
+	expires := s.now().Add(signinTTL).Unix()
+	state := s.seal("workos_state", startedSignin{verifier, expires})
+	sum := sha256.Sum256([]byte(verifier))
+	authURL, err := s.workos.authorizationURL(redirect, state, base64.RawURLEncoding.EncodeToString(sum[:]), hint)
+	if err != nil {
+		s.workosUnavailable(w, r, err) // unreachable: its inputs are checked
+		return
+	}
+	s.setCookie(w, s.stateCookieName(state), "1", signinTTL)
+	writeJSON(w, http.StatusOK, map[string]string{"url": authURL})
+}
+
+// handleWorkOSCallback finishes an AuthKit sign-in: the state is opened, matched with this browser's cookie and
+// spent, and its code exchanged with WorkOS.
+func (s *server) handleWorkOSCallback(w http.ResponseWriter, r *http.Request) {
+	var code, state string
+	// The client limit bounds the spent states one client can make the store keep.
+	if !s.decodeBody(w, r, []field{{"code", &code, nil}, {"state", &state, nil}}, "") ||
+		!s.admit(w, r, s.clientLimit(r, "workos", 60)) {
+		return
+	}
+	var st startedSignin
+	name := s.stateCookieName(state)
+	_, noCookie := r.Cookie(name)
+	switch {
+	case s.unseal("workos_state", state, &st) != nil || len(code) > 256: // codes are 26-character ULIDs
+		s.answer(w, r, http.StatusBadRequest, linkInvalid)
+		return
+	case s.now().Unix() >= st.Expires:
+		s.setCookie(w, name, "", 0)
+		s.answer(w, r, http.StatusBadRequest, linkExpired)
+		return
+	case noCookie != nil && strings.Contains(r.Header.Get("Cookie"), s.cookieName("workos_state_")): // another browser's
+		s.answer(w, r, http.StatusBadRequest, linkInvalid)
+		return
+	case noCookie != nil: // this browser has none at all: its cookies were cleared
+		s.answer(w, r, http.StatusBadRequest, linkExpired)
+		return
+	}
+	s.setCookie(w, name, "", 0) // spent from here on, whatever the outcome
+	if s.spend(w, r, "wstate", state) {
+		res, err := s.workos.authenticateCode(r.Context(), code, st.Verifier)
+		s.finishWorkOS(w, r, res, err, "")
+	}
+}
+
+// spend records secret as used, as long as what it started can live. A replay answers LINK_EXPIRED.
+func (s *server) spend(w http.ResponseWriter, r *http.Request, kind, secret string) bool {
+	sum := sha256.Sum256([]byte(secret))
+	first, err := s.store.Put(r.Context(), s.key(kind, hex.EncodeToString(sum[:])), "", "1", signinTTL)
+	switch {
+	case err != nil:
+		s.storeFailed(w, r, err)
+	case !first:
+		s.answer(w, r, http.StatusBadRequest, linkExpired)
+	}
+	return err == nil && first
+}
+
+// pendingChoice is a sign-in waiting for the person to pick one of the organizations WorkOS offered, sealed in a
+// cookie: WorkOS's token never reaches the browser in clear.
+type pendingChoice struct {
+	Token   string   `json:"t"`
+	UserID  string   `json:"u"`
+	Orgs    []string `json:"o"`
+	Expires int64    `json:"e"`
+}
+
+func (s *server) handleWorkOSSelectOrganization(w http.ResponseWriter, r *http.Request) {
+	var orgID string
+	if !s.decodeBody(w, r, []field{{"organization_id", &orgID, nil}}, "") || !s.admit(w, r, s.clientLimit(r, "workos", 60)) {
+		return
+	}
+	var pc pendingChoice
+	name := s.cookieName("workos_pending")
+	ck, err := r.Cookie(name)
+	switch {
+	case err != nil:
+		s.answer(w, r, http.StatusBadRequest, linkExpired)
+		return
+	case s.unseal("workos_pending", ck.Value, &pc) != nil:
+		s.answer(w, r, http.StatusBadRequest, linkInvalid)
+		return
+	case s.now().Unix() >= pc.Expires:
+		s.setCookie(w, name, "", 0)
+		s.answer(w, r, http.StatusBadRequest, linkExpired)
+		return
+	case !slices.Contains(pc.Orgs, orgID):
+		s.answer(w, r, http.StatusBadRequest, linkInvalid) // the cookie stays: pick one offered
+		return
+	}
+	s.setCookie(w, name, "", 0)
+	if s.spend(w, r, "wpending", pc.Token) {
+		res, err := s.workos.selectOrganization(r.Context(), pc.Token, orgID)
+		s.finishWorkOS(w, r, res, err, pc.UserID)
+	}
+}
+
+// finishWorkOS answers a WorkOS authentication: the membership of a completed one; an organization to choose; the code
+// refused (LINK_INVALID for any other 4xx, such as a step AuthKit should have done first); WorkOS unreachable, in
+// trouble or out of shape (503).
+func (s *server) finishWorkOS(w http.ResponseWriter, r *http.Request, res usermanagement.AuthenticateResponse, err error, wantUser string) {
+	we, status := &workosError{}, usermanagement.OrganizationMembershipStatus("")
+	refused := errors.As(err, &we) && we.status/100 == 4 && we.status != 408 && we.status != 429
+	u, sid, err := workosAnswer(res, err)
+	if err == nil && wantUser != "" && u.ID != wantUser {
+		err = fmt.Errorf("answered for user %q, not %q: %w", u.ID, wantUser, errWorkOSAnswer)
+	}
+	if err == nil {
+		status, err = s.workos.membership(r.Context(), u.ID, res.OrganizationID)
+	}
+	switch {
+	case refused && we.Code == "organization_selection_required":
+		s.offerOrganizations(w, r, we)
+	case refused:
+		s.log.Warn("workos refused the sign-in (401: check WORKOS_CLIENT_ID and WORKOS_API_KEY)", "err", we)
+		s.answer(w, r, http.StatusBadRequest, linkInvalid)
+	case err != nil:
+		s.workosUnavailable(w, r, err)
+	case status == usermanagement.Active && res.OrganizationID != "":
+		s.signIn(w, r, sessionRecord{User: u, Org: res.OrganizationID, Method: "workos", WorkOS: sid})
+	case status == usermanagement.Inactive:
+		s.answer(w, r, http.StatusForbidden, membershipDeactivated)
+	default: // pending (an invitation not yet accepted) or none
+		s.answer(w, r, http.StatusForbidden, membershipNotFound)
+	}
+}
+
+// offerOrganizations answers ORGANIZATION_SELECTION_REQUIRED with the organizations WorkOS offered, each bounded, at
+// most 32 so that the pending cookie stays under 4096 bytes.
+func (s *server) offerOrganizations(w http.ResponseWriter, r *http.Request, we *workosError) {
+	pc := pendingChoice{Token: we.PendingToken, UserID: we.User.ID, Expires: s.now().Add(signinTTL).Unix()}
+	orgs := we.Organizations[:min(32, len(we.Organizations))]
+	for _, o := range orgs {
+		if pc.Orgs = append(pc.Orgs, o.ID); o.ID == "" || len(o.ID) > 64 || len(o.Name) > 256 {
+			pc.Token = "" // unusable
+		}
+	}
+	if pc.Token == "" || len(pc.Token) > 256 || len(orgs) == 0 || pc.UserID == "" || len(pc.UserID) > 64 {
+		s.workosUnavailable(w, r, fmt.Errorf("organization selection without a usable token, user or organization: %w", errWorkOSAnswer))
+		return
+	}
+	s.setCookie(w, s.cookieName("workos_pending"), s.seal("workos_pending", pc), signinTTL)
+	s.count("dashauth_signins_total", organizationSelectionRequired)
+	writeJSON(w, http.StatusOK, map[string]any{"response_type": organizationSelectionRequired, "organizations": orgs})
+}
+
+func (s *server) workosUnavailable(w http.ResponseWriter, r *http.Request, err error) {
+	s.count("dashauth_workos_errors_total", "workos_unavailable")
+	s.log.Error("workos unavailable", "path", r.URL.Path, "err", err)
+	s.fail(w, r, http.StatusServiceUnavailable, "workos_unavailable")
+}
+
+// clientIP is the address the rate limits count: the connecting address, unless that is a trusted proxy; then the
+// right-most X-Forwarded-For hop that is not itself one (hops left of it are whatever the client wrote). A hop may
+// carry a port ("ip:port", "[v6]:port"), as some load balancers write it.
+func (s *server) clientIP(r *http.Request) netip.Addr {
+	peer, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return netip.IPv4Unspecified() // not a TCP peer (httptest): one shared bucket
+	}
+	addr, fwd := peer.Addr().Unmap(), r.Header.Values("X-Forwarded-For")
+	hops := strings.Split(strings.Join(fwd, ","), ",")
+	for i := len(hops) - 1; i >= 0 && len(fwd) > 0 && s.trusted(addr); i-- {
+		a, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
+		if err != nil {
+			var ap netip.AddrPort
+			ap, err = netip.ParseAddrPort(strings.TrimSpace(hops[i]))
+			a = ap.Addr()
+		}
+		if err != nil || a.Zone() != "" {
+			return addr // garbled: the last address that could be believed
+		}
+		addr = a.Unmap()
+	}
+	return addr
+}
+
+func (s *server) trusted(a netip.Addr) bool {
+	return slices.ContainsFunc(s.cfg.TrustedProxies, func(p netip.Prefix) bool { return p.Contains(a) })
 }

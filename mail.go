@@ -1,342 +1,224 @@
 package main
 
+// The one mail the service sends, a sign-in code: its address grammar, how it is written, and its delivery over SMTP.
+
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/hex"
 	"errors"
 	"fmt"
+	"html"
 	"io"
 	"log/slog"
-	"mime"
-	"mime/quotedprintable"
 	"net"
-	"net/mail"
 	"net/smtp"
-	"os"
-	"strconv"
 	"strings"
 	"time"
 )
 
-// message is one mail to one recipient.
-type message struct {
-	To        string // one bare address
-	Subject   string
-	Text      string // text/plain part
-	HTML      string // text/html part
-	MessageID string // optional "<id@host>"; generated when empty
+// codeMail is a sign-in code on its way to a person.
+type codeMail struct {
+	To      string // one bare address that parseEmail accepted
+	Code    string // six digits
+	Expires time.Time
+	Link    string // where to go back to signing in
+	ID      string // a Message-ID's left part (a WorkOS event id, so a retry repeats it), or ""
 }
 
-// mailer sends a message; a nil error means the mail was accepted for delivery.
+// mailer sends a code mail; nil means the mail was accepted for delivery.
 type mailer interface {
-	Send(ctx context.Context, m message) error
+	Send(ctx context.Context, m codeMail) error
 }
-
-var (
-	errBadHeader       = errors.New("bad mail header value")
-	errBadAddress      = errors.New("not one bare mail address")
-	errMessageTooLarge = errors.New("mail body too large")
-	errBadSMTPConfig   = errors.New("bad smtp configuration")
-	errNoSTARTTLS      = errors.New("smtp server does not offer STARTTLS")
-)
 
 const (
-	// RFC 5321 §4.5.3.1.3: a path is at most 256 octets including "<" and ">".
-	maxAddressBytes = 254
-	// A subject is one short line; 200 bytes keeps even the folded Q-encoded form far
-	// below RFC 5322 §2.1.1's 998-byte line limit.
-	maxSubjectBytes = 200
-	// RFC 5322 §3.6.4 sets no length; 250 bytes fits any id we or a caller would make.
-	maxMessageIDBytes = 250
-	// Our mails are a few kilobytes; the cap only stops a runaway caller.
-	maxBodyBytes       = 1 << 20
-	defaultSMTPTimeout = 30 * time.Second
+	maxAddressBytes = 254              // the longest path SMTP carries (RFC 5321 §4.5.3.1.3)
+	smtpTimeout     = 15 * time.Second // one whole exchange: enough for a slow relay
 )
 
-type smtpConfig struct {
-	Host                     string
-	Port                     int
-	Username, Password, From string
-	TLS                      string // "starttls", "tls" (implicit) or "none"
-	Timeout                  time.Duration
-	RootCAs                  *x509.CertPool // nil: the system roots
-	LocalName                string         // EHLO name; "localhost" when empty
+var errUnmailable = errors.New("not a mail the service writes to the wire")
+
+// parseEmail accepts one bare address of at most maxAddressBytes and returns it in lower case. It is stricter than
+// RFC 5322 on purpose, and the only address grammar of the service: no display name, quotes, comments, comma,
+// whitespace or control bytes, an ASCII local part, and a dotted domain of letters, digits and hyphens.
+func parseEmail(s string) (string, bool) {
+	local, domain, ok := strings.Cut(s, "@")
+	if !ok || len(s) > maxAddressBytes || local == "" || len(local) > 64 || strings.Trim(local, ".") != local ||
+		strings.Contains(local, "..") || strings.Trim(local, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.!#$%&'*+/=?^_`{|}~-") != "" {
+		return "", false
+	}
+	labels := strings.Split(domain, ".")
+	for _, l := range labels {
+		if l == "" || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' ||
+			strings.Trim(l, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-") != "" {
+			return "", false
+		}
+	}
+	if len(labels) < 2 {
+		return "", false
+	}
+	return strings.ToLower(s), true
 }
 
-type smtpMailer struct {
-	cfg    smtpConfig
-	now    func() time.Time
-	random io.Reader
+// validCode accepts exactly six ASCII digits.
+func validCode(code string) bool {
+	return len(code) == 6 && strings.Trim(code, "0123456789") == ""
 }
 
-// newSMTPMailer checks cfg once, so a bad value stops the service at start rather
-// than failing the first mail.
-func newSMTPMailer(cfg smtpConfig) (*smtpMailer, error) {
-	if cfg.Host == "" || strings.ContainsAny(cfg.Host, " \t\r\n\x00/[]") {
-		return nil, fmt.Errorf("smtp host %q: %w", cfg.Host, errBadSMTPConfig)
+// buildMessage writes m as a multipart/alternative mail (RFC 2046) with CRLF line ends. Every value that reaches a
+// header or the body is checked first, and the whole mail must be printable ASCII in lines of at most 998 bytes (RFC
+// 5322 §2.1.1), so it travels as 7bit: no encoding to get wrong, and no byte of the input can start a header or a
+// part.
+func buildMessage(from string, m codeMail, now time.Time) ([]byte, error) {
+	_, domain, _ := strings.Cut(from, "@")
+	if _, ok := parseEmail(m.To); !ok || !validCode(m.Code) || strings.Trim(m.ID, idBytes) != "" || strings.Trim(m.Link, printableASCII) != "" {
+		return nil, fmt.Errorf("mail to %q: %w", m.To, errUnmailable)
 	}
-	if cfg.Port < 1 || cfg.Port > 65535 {
-		return nil, fmt.Errorf("smtp port %d: %w", cfg.Port, errBadSMTPConfig)
-	}
-	if err := checkAddress(cfg.From); err != nil {
-		return nil, fmt.Errorf("smtp from: %w: %w", errBadSMTPConfig, err)
-	}
-	switch cfg.TLS {
-	case "starttls", "tls":
-	case "none":
-		// Without TLS the password and every mailed sign-in code cross the network in
-		// clear, readable and alterable by anyone on the path; only a relay on this
-		// machine (loopback never leaves the host) may be spoken to that way.
-		if !isLoopback(cfg.Host) {
-			return nil, fmt.Errorf("smtp tls %q for non-loopback host %q: %w", cfg.TLS, cfg.Host, errBadSMTPConfig)
-		}
-	default:
-		return nil, fmt.Errorf("smtp tls %q (want starttls, tls or none): %w", cfg.TLS, errBadSMTPConfig)
-	}
-	if cfg.Timeout < 0 {
-		return nil, fmt.Errorf("smtp timeout %v: %w", cfg.Timeout, errBadSMTPConfig)
-	}
-	if cfg.Timeout == 0 {
-		cfg.Timeout = defaultSMTPTimeout
-	}
-	if cfg.LocalName == "" {
-		cfg.LocalName = "localhost"
-	}
-	if err := checkHeaderValue("smtp local name", cfg.LocalName); err != nil {
-		return nil, fmt.Errorf("%w: %w", errBadSMTPConfig, err)
-	}
-	return &smtpMailer{cfg: cfg, now: time.Now, random: rand.Reader}, nil
-}
-
-func isLoopback(host string) bool {
-	ip := net.ParseIP(host)
-	return strings.EqualFold(host, "localhost") || ip != nil && ip.IsLoopback()
-}
-
-// Send delivers m in one SMTP exchange bounded by ctx and cfg.Timeout. A nil error
-// means the server accepted the mail (its reply to the end of DATA).
-func (s *smtpMailer) Send(ctx context.Context, m message) (err error) {
-	raw, err := buildMessage(s.cfg.From, m, s.now(), s.random)
-	if err != nil {
-		return err
-	}
-	addr := net.JoinHostPort(s.cfg.Host, strconv.Itoa(s.cfg.Port))
-	// One deadline for the whole exchange: a server that accepts and then stalls or
-	// trickles bytes cannot hold the caller (and its webhook request) any longer.
-	deadline, ctxDeadline := time.Now().Add(s.cfg.Timeout), false
-	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
-		deadline, ctxDeadline = d, true
-	}
-	defer func() {
-		// When ctx ended the exchange, say so (its timer may fire just after the
-		// connection's); the I/O error it provoked stays wrapped.
-		cause := ctx.Err()
-		if cause == nil && ctxDeadline && errors.Is(err, os.ErrDeadlineExceeded) {
-			cause = context.DeadlineExceeded
-		}
-		if err != nil && cause != nil && !errors.Is(err, cause) {
-			err = fmt.Errorf("%w: %w", cause, err)
-		}
-	}()
-	dialer := net.Dialer{Deadline: deadline}
-	conn, err := dialer.DialContext(ctx, "tcp", addr)
-	if err != nil {
-		return fmt.Errorf("smtp dial %q: %w", addr, err)
-	}
-	defer conn.Close()
-	if err := conn.SetDeadline(deadline); err != nil {
-		return fmt.Errorf("smtp deadline %q: %w", addr, err)
-	}
-	// A deadline in the past wakes any blocked read or write once ctx is done.
-	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
-	defer stop()
-	if err := s.exchange(conn, m.To, raw); err != nil {
-		return fmt.Errorf("smtp send to %q via %q: %w", m.To, addr, err)
-	}
-	return nil
-}
-
-func (s *smtpMailer) exchange(conn net.Conn, to string, raw []byte) error {
-	host := s.cfg.Host
-	// TLS 1.2 is the floor of RFC 8996 and RFC 9325 §4.1 (no TLS 1.0 or 1.1).
-	tlsConfig := &tls.Config{ServerName: host, RootCAs: s.cfg.RootCAs, MinVersion: tls.VersionTLS12}
-	if s.cfg.TLS == "tls" {
-		tc := tls.Client(conn, tlsConfig)
-		if err := tc.Handshake(); err != nil {
-			return fmt.Errorf("tls handshake: %w", err)
-		}
-		conn = tc
-	}
-	c, err := smtp.NewClient(conn, host)
-	if err != nil {
-		return fmt.Errorf("greeting: %w", err)
-	}
-	if err := c.Hello(s.cfg.LocalName); err != nil {
-		return fmt.Errorf("EHLO: %w", err)
-	}
-	if s.cfg.TLS == "starttls" {
-		// Never fall back to clear text: a server (or an attacker stripping the
-		// extension from its reply) that does not offer STARTTLS gets nothing.
-		if ok, _ := c.Extension("STARTTLS"); !ok {
-			return errNoSTARTTLS
-		}
-		if err := c.StartTLS(tlsConfig); err != nil {
-			return fmt.Errorf("STARTTLS: %w", err)
-		}
-	}
-	if s.cfg.Username != "" {
-		if err := c.Auth(smtp.PlainAuth("", s.cfg.Username, s.cfg.Password, host)); err != nil {
-			return fmt.Errorf("AUTH PLAIN: %w", err)
-		}
-	}
-	if err := c.Mail(s.cfg.From); err != nil {
-		return fmt.Errorf("MAIL FROM: %w", err)
-	}
-	if err := c.Rcpt(to); err != nil {
-		return fmt.Errorf("RCPT TO: %w", err)
-	}
-	w, err := c.Data()
-	if err == nil {
-		_, err = w.Write(raw)
-	}
-	if err == nil {
-		err = w.Close() // reads the server's verdict on the mail
-	}
-	if err != nil {
-		return fmt.Errorf("DATA: %w", err)
-	}
-	// The server has taken the mail; a failed QUIT must not make a caller retry and
-	// deliver it twice.
-	_ = c.Quit()
-	return nil
-}
-
-// buildMessage renders m as an RFC 5322 multipart/alternative message with CRLF
-// line endings, after checking every header value.
-func buildMessage(from string, m message, now time.Time, random io.Reader) ([]byte, error) {
-	if err := checkAddress(from); err != nil {
-		return nil, fmt.Errorf("mail from: %w", err)
-	}
-	if err := checkMessage(m); err != nil {
-		return nil, err
-	}
-	var rnd [28]byte
-	if _, err := io.ReadFull(random, rnd[:]); err != nil {
-		return nil, fmt.Errorf("mail random: %w", err)
-	}
-	id := m.MessageID
+	id := m.ID
 	if id == "" {
-		id = "<" + hex.EncodeToString(rnd[:16]) + "@" + from[strings.LastIndexByte(from, '@')+1:] + ">"
+		id = randomID(16)
 	}
-	// "=_" never occurs in quoted-printable output, so no body can contain the boundary;
-	// 96 random bits keep it unique and the Content-Type line under 78 characters.
-	boundary := "=_" + hex.EncodeToString(rnd[16:])
-	subject := mime.QEncoding.Encode("utf-8", m.Subject)
-	if subject != m.Subject {
-		// Encoded words never contain a space, so each space separates two of them;
-		// folding there and before the first keeps every line within RFC 2047 §2's
-		// 76 characters.
-		subject = "\r\n " + strings.ReplaceAll(subject, " ", "\r\n ")
-	}
-	var b bytes.Buffer // its writes cannot fail, so none is checked below
-	for _, h := range [][2]string{
-		{"From", from}, {"To", m.To}, {"Subject", subject},
-		{"Date", now.Format(time.RFC1123Z)}, {"Message-ID", id}, {"MIME-Version", "1.0"},
-		{"Content-Type", `multipart/alternative; boundary="` + boundary + `"`},
-	} {
-		b.WriteString(h[0] + ": " + h[1] + "\r\n")
-	}
-	// RFC 2046 §5.1.1: each part follows "--boundary" and the CRLF before the
-	// delimiter belongs to it; quoted-printable keeps lines short and 7-bit.
-	for _, p := range [][2]string{{"text/plain", m.Text}, {"text/html", m.HTML}} {
-		b.WriteString("\r\n--" + boundary + "\r\nContent-Type: " + p[0] +
-			"; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n")
-		// Only LF line ends reach the encoder: it drops the LF of "\r\xe9\n" (a CR, an
-		// encoded byte, an LF), which would join the next line, say a code, to this one.
-		body := strings.ReplaceAll(strings.ReplaceAll(p[1], "\r\n", "\n"), "\r", "\n")
-		qw := quotedprintable.NewWriter(&b)
-		_, _ = io.WriteString(qw, body)
-		_ = qw.Close()
-	}
+	boundary := "=_" + randomID(12) // "=_" is not in any body we write
+	validity := "It can be used once, until " + m.Expires.UTC().Format("15:04 UTC") + "."
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "From: %s\r\nTo: %s\r\nSubject: Your sign-in code\r\nDate: %s\r\nMessage-ID: <%s@%s>\r\n"+
+		"MIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary=\"%s\"\r\n",
+		from, m.To, now.Format(time.RFC1123Z), id, domain, boundary)
+	part := "\r\n--" + boundary + "\r\nContent-Type: text/%s; charset=us-ascii\r\nContent-Transfer-Encoding: 7bit\r\n\r\n"
+	fmt.Fprintf(&b, part+"Your sign-in code is:\r\n\r\n%s\r\n\r\n%s\r\nGo back to signing in: %s\r\n\r\n"+
+		"If you did not ask to sign in, ignore this mail.\r\n", "plain", m.Code, validity, m.Link)
+	fmt.Fprintf(&b, part+"<p>Your sign-in code is:</p>\r\n<p style=\"font-size:24px;font-family:monospace\"><b>%s</b></p>\r\n"+
+		"<p>%s</p>\r\n<p><a href=\"%s\">Go back to signing in</a></p>\r\n<p>If you did not ask to sign in, ignore this mail.</p>\r\n",
+		"html", m.Code, validity, html.EscapeString(m.Link))
 	b.WriteString("\r\n--" + boundary + "--\r\n")
+	for _, line := range strings.Split(b.String(), "\r\n") {
+		if len(line) > 998 || strings.Trim(line, printableASCII) != "" {
+			return nil, fmt.Errorf("mail to %q: a line is not printable ASCII within 998 bytes: %w", m.To, errUnmailable)
+		}
+	}
 	return b.Bytes(), nil
 }
 
-// checkMessage checks what a message carries into headers, and its size.
-func checkMessage(m message) error {
-	if err := checkAddress(m.To); err != nil {
-		return fmt.Errorf("mail to: %w", err)
-	}
-	if m.Subject == "" || len(m.Subject) > maxSubjectBytes {
-		return fmt.Errorf("subject of %d bytes: %w", len(m.Subject), errBadHeader)
-	}
-	if err := checkHeaderValue("subject", m.Subject); err != nil {
+// printableASCII is every byte from space to tilde; idBytes those of WorkOS ids.
+const (
+	printableASCII = " !\"#$%&'()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[\\]^_`abcdefghijklmnopqrstuvwxyz{|}~"
+	idBytes        = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-"
+)
+
+// smtpConfig is the checked SMTP_* configuration.
+type smtpConfig struct {
+	Host, Port, Username, Password, From string
+	TLS                                  string         // "starttls", "tls" (implicit) or "none" (loopback only)
+	RootCAs                              *x509.CertPool // nil: the system's
+}
+
+// smtpMailer sends over SMTP. net/smtp's SendMail has no deadline and upgrades to TLS only "if possible"; this dials
+// its own connection, requires the TLS it is told to use, and bounds the whole exchange.
+type smtpMailer struct{ cfg smtpConfig }
+
+func (s smtpMailer) Send(ctx context.Context, m codeMail) error {
+	raw, err := buildMessage(s.cfg.From, m, time.Now())
+	if err != nil {
 		return err
 	}
-	if m.MessageID != "" {
-		if err := checkMessageID(m.MessageID); err != nil {
-			return err
+	return s.exchange(ctx, m.To, raw)
+}
+
+// exchange speaks SMTP under one deadline: the sooner of smtpTimeout and ctx's. With no mail (raw nil) it stops after
+// AUTH: dashauth check's probe.
+func (s smtpMailer) exchange(ctx context.Context, to string, raw []byte) (err error) {
+	addr := net.JoinHostPort(s.cfg.Host, s.cfg.Port)
+	deadline := time.Now().Add(smtpTimeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	conn, err := (&net.Dialer{Deadline: deadline}).DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return fmt.Errorf("smtp dial %s: %w", addr, err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(deadline)
+	// Cancelling ctx ends the exchange too: a deadline in the past wakes any read or write.
+	dialed := conn
+	defer context.AfterFunc(ctx, func() { dialed.SetDeadline(time.Unix(1, 0)) })()
+	step := "greeting"
+	defer func() {
+		if err != nil && ctx.Err() != nil {
+			err = fmt.Errorf("%w: %w", ctx.Err(), err)
+		}
+		if err != nil {
+			err = fmt.Errorf("smtp %s at %s: %w", step, addr, err)
+		}
+	}()
+	// TLS 1.2 is the floor of RFC 8996 and RFC 9325 §4.1.
+	tc := &tls.Config{ServerName: s.cfg.Host, RootCAs: s.cfg.RootCAs, MinVersion: tls.VersionTLS12}
+	if s.cfg.TLS == "tls" {
+		conn = tls.Client(conn, tc)
+	}
+	c, err := smtp.NewClient(conn, s.cfg.Host)
+	if err == nil {
+		step, err = "EHLO", c.Hello("localhost")
+	}
+	if err == nil && s.cfg.TLS == "starttls" {
+		// Never fall back to clear text: a server that does not offer STARTTLS, or an attacker who strips it from the
+		// reply, gets nothing.
+		step, err = "STARTTLS", errors.New("the server does not offer STARTTLS")
+		if ok, _ := c.Extension("STARTTLS"); ok {
+			err = c.StartTLS(tc)
 		}
 	}
-	if len(m.Text)+len(m.HTML) > maxBodyBytes {
-		return fmt.Errorf("%d bytes: %w", len(m.Text)+len(m.HTML), errMessageTooLarge)
+	if err == nil && s.cfg.Username != "" {
+		step, err = "AUTH", c.Auth(smtp.PlainAuth("", s.cfg.Username, s.cfg.Password, s.cfg.Host))
 	}
-	return nil
-}
-
-// checkMessageID accepts "<left@right>" in printable ASCII (RFC 5322 §3.6.4's msg-id,
-// without its rarely used quoted and bracketed forms).
-func checkMessageID(id string) error {
-	if len(id) > maxMessageIDBytes {
-		return fmt.Errorf("message id of %d bytes: %w", len(id), errBadHeader)
+	if err == nil && raw == nil {
+		step, err = "QUIT", c.Quit()
 	}
-	inner, ok1 := strings.CutPrefix(id, "<")
-	inner, ok2 := strings.CutSuffix(inner, ">")
-	left, right, ok3 := strings.Cut(inner, "@")
-	if !ok1 || !ok2 || !ok3 || left == "" || right == "" ||
-		strings.ContainsFunc(left+right, func(r rune) bool { return r <= ' ' || r > '~' || strings.ContainsRune("<>@", r) }) {
-		return fmt.Errorf("message id %q: %w", id, errBadHeader)
-	}
-	return nil
-}
-
-// checkHeaderValue rejects control characters: CR or LF would end the header and
-// start one of the caller's choosing, and NUL or the rest have no place in one.
-func checkHeaderValue(name, v string) error {
-	if strings.ContainsFunc(v, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
-		return fmt.Errorf("%s %q: %w", name, v, errBadHeader)
-	}
-	return nil
-}
-
-// checkAddress accepts exactly one bare ASCII address ("ada@example.com"): no display
-// name, no list, no comment, nothing net/mail would rewrite.
-func checkAddress(s string) error {
-	if s == "" || len(s) > maxAddressBytes {
-		return fmt.Errorf("address of %d bytes: %w", len(s), errBadAddress)
-	}
-	if err := checkHeaderValue("address", s); err != nil {
+	if err != nil || raw == nil {
 		return err
 	}
-	if a, err := mail.ParseAddress(s); err != nil || a.Name != "" || a.Address != s ||
-		strings.ContainsFunc(s, func(r rune) bool { return r <= ' ' || r > '~' }) {
-		return fmt.Errorf("address %q: %w", s, errBadAddress)
+	step, err = "MAIL FROM", c.Mail(s.cfg.From)
+	if err == nil {
+		step, err = "RCPT TO", c.Rcpt(to)
 	}
-	return nil
+	var wc io.WriteCloser
+	if err == nil {
+		step = "DATA"
+		if wc, err = c.Data(); err == nil {
+			_, err = wc.Write(raw)
+		}
+		if err == nil {
+			err = wc.Close() // the server's verdict on the mail
+		}
+	}
+	if err == nil {
+		c.Quit() // the mail is accepted: a failed QUIT must not make a caller retry and mail it twice
+	}
+	return err
 }
 
-// logMailer is the development-mode mailer: it writes each mail to the log instead.
+// logMailer is development mode's mailer: the code goes to the log, plainly.
 type logMailer struct{ log *slog.Logger }
 
-func (l logMailer) Send(ctx context.Context, m message) error {
-	if err := checkMessage(m); err != nil {
+func (l logMailer) Send(_ context.Context, m codeMail) error {
+	if _, err := buildMessage("dev@dashauth.localhost", m, time.Now()); err != nil {
 		return err
 	}
-	l.log.InfoContext(ctx, "mail written to the log instead of sent (development mode)",
-		"to", m.To, "subject", m.Subject, "text", m.Text)
+	l.log.Info(fmt.Sprintf("login code for %s: %s", m.To, m.Code), "valid_until", m.Expires.UTC().Format(time.RFC3339))
+	return nil
+}
+
+// sendCode is the one way a code is mailed, by email+code and by the webhook alike.
+func (s *server) sendCode(ctx context.Context, to, code string, expires time.Time, id string) error {
+	link := s.cfg.DashboardURL
+	if s.workos != nil {
+		link = s.cfg.WorkOSSigninBaseURL
+	}
+	if err := s.mail.Send(ctx, codeMail{To: to, Code: code, Expires: expires, Link: link, ID: id}); err != nil {
+		s.count("dashauth_mails_total", "failed")
+		s.log.Error("mail failed", "err", err)
+		return err
+	}
+	s.count("dashauth_mails_total", "sent")
 	return nil
 }

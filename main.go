@@ -1,20 +1,28 @@
-// Command dashauth signs people in to a self-hosted dashboard: email+code
-// sign-in or WorkOS AuthKit, JWT cookie sessions, and the WorkOS webhook
-// that mails magic-auth codes exactly once. See README.md.
+// Command dashauth signs people in to a self-hosted dashboard: email+code or WorkOS AuthKit, JWT cookie sessions, and
+// the WorkOS webhook that mails magic-auth codes exactly once. README.md says how to run it; SECURITY.md what it
+// defends, where, and the proof.
 package main
 
 import (
+	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
+	"embed"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"mime"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
+	"path"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -22,168 +30,106 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Getenv, os.Stderr); err != nil {
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 }
 
-// run starts the service and serves until ctx is done, then drains
-// in-flight requests and background mail and returns nil.
-func run(ctx context.Context, getenv func(string) string, stderr io.Writer) error {
-	log := slog.New(slog.NewJSONHandler(stderr, nil))
+// run serves until ctx is done, then drains and returns nil; with "check" it is dashauth check.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	cfg, warnings, err := loadConfig(getenv)
-	if err != nil {
-		return fmt.Errorf("dashauth: configuration is not usable:\n%w", err)
+	if len(args) == 1 && args[0] == "check" {
+		return check(ctx, cfg, err, stdout)
+	} else if len(args) > 0 {
+		return errors.New("usage: dashauth [check]")
+	} else if err != nil {
+		return fmt.Errorf("dashauth: the configuration is not usable:\n%w", err)
 	}
-	if cfg.Dev {
-		log.Warn("development mode: DASHBOARD_URL is a localhost http origin; production checks are relaxed", "dashboard_url", cfg.DashboardURL)
-	}
-	for _, w := range warnings {
-		log.Warn(w)
-	}
-
+	log := slog.New(slog.NewJSONHandler(stderr, nil))
 	s, err := newServer(cfg, log, time.Now)
 	if err != nil {
 		return err
 	}
-	defer s.close()
-
 	ln, err := net.Listen("tcp", cfg.ListenAddr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.ListenAddr, err)
 	}
-	log.Info("listening", "addr", ln.Addr().String(), "login_flow", s.loginFlow())
+	if cfg.Dev {
+		_, port, _ := net.SplitHostPort(ln.Addr().String())
+		log.Warn("development mode: open http://localhost:" + port + " to sign in; login codes are written to this log")
+	}
+	for _, w := range warnings {
+		log.Warn(w)
+	}
+	log.Info("listening", "addr", ln.Addr().String(), "login_flow", s.flow(), "redis", cfg.RedisURL != "")
 	return s.serve(ctx, ln)
 }
 
-// Limits of the HTTP server. Without them a client that opens a connection
-// and sends nothing holds a goroutine forever (see tailscale's cmd/derper).
+// Limits of the HTTP server: without them a client that opens a connection and sends nothing holds a goroutine for
+// ever (tailscale's cmd/derper). A webhook answers after its delivery, and shutdown waits for deliveries.
 const (
 	readHeaderTimeout = 5 * time.Second
 	readTimeout       = 15 * time.Second
-	// writeTimeout covers the slowest handler: the webhook's WorkOS call
-	// (workosTimeout) plus an SMTP delivery (smtpTimeout).
-	writeTimeout   = workosTimeout + smtpTimeout + 5*time.Second
-	idleTimeout    = 60 * time.Second
-	maxHeaderBytes = 32 << 10 // two 4 KiB session cookies with room to spare
-	shutdownGrace  = 25 * time.Second
+	writeTimeout      = deliveryTimeout + 5*time.Second
+	shutdownGrace     = deliveryTimeout + 5*time.Second
+	idleTimeout       = 60 * time.Second
+	maxHeaderBytes    = 32 << 10 // two 4 KiB session cookies and more, with room to spare
+	maxAPIBody        = 16 << 10 // sign-in bodies are a few short strings
+	maxWebhookBody    = 1 << 20  // contract, "Webhook"
 )
-
-// serve answers on ln until ctx is done, then shuts down gracefully:
-// in-flight requests finish, and so do mails sent after their response.
-func (s *server) serve(ctx context.Context, ln net.Listener) error {
-	srv := &http.Server{
-		Handler:           s.routes(),
-		ReadHeaderTimeout: readHeaderTimeout,
-		ReadTimeout:       readTimeout,
-		WriteTimeout:      writeTimeout,
-		IdleTimeout:       idleTimeout,
-		MaxHeaderBytes:    maxHeaderBytes,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
-		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
-	}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	select {
-	case err := <-errc:
-		return fmt.Errorf("serve: %w", err)
-	case <-ctx.Done():
-	}
-	s.log.Info("shutting down: draining in-flight requests")
-	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
-	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
-		// Requests still running after the grace are cut; that is the
-		// end of a drain, not a failure to exit.
-		s.log.Warn("shutdown grace over: closing the remaining connections", "err", err)
-		srv.Close()
-	}
-	// Mail sent after its response finishes too, within the same grace.
-	drained := make(chan struct{})
-	go func() { s.background.Wait(); close(drained) }()
-	select {
-	case <-drained:
-	case <-sctx.Done():
-		s.log.Warn("shutdown grace over: mail still in flight is abandoned")
-	}
-	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("serve: %w", err)
-	}
-	s.log.Info("stopped")
-	return nil
-}
 
 // server holds every dependency; handlers are its methods.
 type server struct {
-	cfg     config
-	log     *slog.Logger
-	store   store
-	mail    mailer
-	members *memberList
-	workos  *workosClient // nil unless IS_WORKOS_INTEGRATED
-	metrics *metrics
-	keys    [][]byte // JWT keys: current first, then the previous one
-	codeKey []byte   // HMAC key for login codes and address hashes
-	now     func() time.Time
-
-	// background tracks work that outlives its request (mail sent after the
-	// response), so shutdown can wait for it.
+	cfg      config
+	log      *slog.Logger
+	store    store
+	mail     mailer
+	members  memberList    // nil: anyone, in development mode
+	workos   *workosClient // nil unless IS_WORKOS_INTEGRATED
+	keys     [][]byte      // JWT keys, the current one first
+	sealKeys [][]byte      // one derived from each JWT key, for sealed cookies
+	codeKey  []byte        // derived from the current key: code hashes, address ids
+	counters map[string]*atomic.Uint64
+	now      func() time.Time
+	// background is work that outlives its request (mail after the answer, webhook deliveries): shutdown waits for
+	// it before the store closes.
 	background sync.WaitGroup
 }
 
-// newServer builds the server from a checked config.
 func newServer(cfg config, log *slog.Logger, now func() time.Time) (*server, error) {
-	s := &server{cfg: cfg, log: log, metrics: newMetrics(), now: now}
-
-	key := cfg.JWTSecret
-	if key == nil {
-		key = make([]byte, 32)
-		rand.Read(key)
+	s := &server{cfg: cfg, log: log, now: now, store: newMemoryStore(now, memoryMaxKeys), mail: logMailer{log},
+		keys: [][]byte{cfg.JWTSecret}, counters: make(map[string]*atomic.Uint64)}
+	if cfg.JWTSecret == nil { // development mode
+		s.keys[0] = make([]byte, 32)
+		rand.Read(s.keys[0])
 	}
-	s.keys = [][]byte{key}
 	if cfg.JWTSecretPrevious != nil {
 		s.keys = append(s.keys, cfg.JWTSecretPrevious)
 	}
-	s.codeKey = deriveKey(key, "dashauth login codes v1")
-
-	if cfg.RedisURL != "" {
-		rs, err := newRedisStore(cfg.RedisURL, redisOptions{})
-		if err != nil {
-			return nil, fmt.Errorf("REDIS_URL: %w", err)
+	for _, k := range s.keys {
+		s.sealKeys = append(s.sealKeys, deriveKey(k, "dashauth state cookie v1"))
+	}
+	s.codeKey = deriveKey(s.keys[0], "dashauth login codes v1")
+	for _, f := range counterFamilies {
+		for _, v := range f.values {
+			s.counters[f.name+"\x00"+v] = new(atomic.Uint64)
 		}
-		s.store = rs
-		log.Info("state store: redis", "url", redactedURL(cfg.RedisURL))
-	} else {
-		s.store = newMemoryStore(now, defaultMemoryMaxKeys)
-		log.Info("state store: in-process memory (one replica only)")
 	}
-
-	if cfg.SMTPEnabled {
-		m, err := newSMTPMailer(cfg.SMTP)
-		if err != nil {
-			return nil, fmt.Errorf("SMTP: %w", err)
-		}
-		s.mail = m
-	} else {
-		s.mail = &logMailer{log: log}
+	if cfg.SMTP.Host != "" {
+		s.mail = smtpMailer{cfg.SMTP}
 	}
-
-	members, err := loadMembers(cfg.MembersFile, log)
-	if err != nil {
-		return nil, err
-	}
-	s.members = members
-
 	if cfg.WorkOS {
 		s.workos = newWorkOSClient(cfg)
 	}
-	return s, nil
+	var err error
+	if s.members, err = loadMembers(cfg.MembersFile); err == nil && cfg.RedisURL != "" {
+		s.store, err = newRedisStore(cfg.RedisURL)
+	}
+	return s, err
 }
 
-func (s *server) close() { s.store.Close() }
-
-func (s *server) loginFlow() string {
+func (s *server) flow() string {
 	if s.cfg.WorkOS {
 		return "workos"
 	}
@@ -191,22 +137,325 @@ func (s *server) loginFlow() string {
 }
 
 // key builds a store key under REDIS_KEY_PREFIX.
-func (s *server) key(parts ...string) string {
-	k := s.cfg.KeyPrefix
-	for i, p := range parts {
-		if i > 0 {
-			k += ":"
-		}
-		k += p
+func (s *server) key(parts ...string) string { return s.cfg.KeyPrefix + strings.Join(parts, ":") }
+
+// serve answers on ln until ctx is done, then drains: requests in flight finish, then the work that outlives them,
+// each within the grace; only then does the store close.
+func (s *server) serve(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{Handler: s.routes(), ReadHeaderTimeout: readHeaderTimeout, ReadTimeout: readTimeout,
+		WriteTimeout: writeTimeout, IdleTimeout: idleTimeout, MaxHeaderBytes: maxHeaderBytes,
+		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
 	}
-	return k
+	s.log.Info("shutting down: draining requests and deliveries in flight")
+	grace, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	defer cancel()
+	if err := srv.Shutdown(grace); err != nil {
+		s.log.Warn("shutdown grace over: closing the remaining connections", "err", err)
+		srv.Close()
+	}
+	drained := make(chan struct{})
+	go func() { s.background.Wait(); close(drained) }()
+	select {
+	case <-drained:
+	case <-grace.Done():
+		s.log.Warn("shutdown grace over: work still in flight is abandoned")
+	}
+	if rs, ok := s.store.(*redisStore); ok {
+		rs.Close()
+	}
+	s.log.Info("stopped")
+	return nil
 }
 
-// go runs f after the response, tracked so shutdown waits for it.
-func (s *server) goBackground(f func()) {
-	s.background.Add(1)
-	go func() {
-		defer s.background.Done()
-		f()
-	}()
+// check is dashauth check: the configuration loaded as a start would, then each configured dependency reached
+// without changing anything a user sees, a line each on out.
+func check(ctx context.Context, cfg config, err error, out io.Writer) error {
+	var s *server
+	if err == nil {
+		s, err = newServer(cfg, slog.New(slog.DiscardHandler), time.Now)
+	}
+	if err != nil {
+		fmt.Fprintf(out, "fail config: %s\n", strings.ReplaceAll(err.Error(), "\n", "\nfail config: "))
+		return errors.New("dashauth check: the configuration is not usable")
+	}
+	fmt.Fprintf(out, "ok config: %s sign-in, development mode %v, Redis %v\n", s.flow(), cfg.Dev, cfg.RedisURL != "")
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	var failed error
+	report := func(name, ok string, err error) {
+		if failed = cmp.Or(failed, err); err != nil {
+			fmt.Fprintf(out, "fail %s: %s\n", name, strings.ReplaceAll(err.Error(), "\n", "; "))
+		} else {
+			fmt.Fprintf(out, "ok %s: %s\n", name, ok)
+		}
+	}
+	if rs, ok := s.store.(*redisStore); ok {
+		key := s.key("check", randomID(8))
+		_, err1 := rs.Put(ctx, key, "", "1", 10*time.Second)
+		_, err2 := rs.Put(ctx, key, anyValue, "", 0)
+		report("redis", "PING, and a key written and removed under "+cfg.KeyPrefix, errors.Join(rs.Ping(ctx), err1, err2))
+		rs.Close()
+	}
+	if m, ok := s.mail.(smtpMailer); ok {
+		report("smtp", net.JoinHostPort(cfg.SMTP.Host, cfg.SMTP.Port)+" answers EHLO, TLS "+cfg.SMTP.TLS+", AUTH", m.exchange(ctx, "", nil))
+	}
+	if s.workos != nil {
+		report("workos", "the API key reads "+cfg.WorkOSAPIBaseURL, s.workos.check(ctx))
+	}
+	if failed != nil {
+		return errors.New("dashauth check: a dependency failed")
+	}
+	return nil
+}
+
+// route is one endpoint: method, exact path, the sign-in flow it belongs to ("" for either), handler.
+type route struct {
+	method, path, flow string
+	h                  http.HandlerFunc
+}
+
+func (s *server) routes() http.Handler {
+	mux := http.NewServeMux()
+	notFound := func(w http.ResponseWriter, r *http.Request) { s.fail(w, r, http.StatusNotFound, "not_found") }
+	answer := func(v map[string]string) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, v) }
+	}
+	for _, rt := range []route{
+		{"POST", "/v2/user/login_code/", "email_code", s.handleLoginCode},
+		{"POST", "/v2/user/login_code/verify/", "email_code", s.handleVerifyCode},
+		{"POST", "/v2/user/workos_login_url/", "workos", s.handleWorkOSLoginURL},
+		{"POST", "/v2/user/workos_signin_callback/", "workos", s.handleWorkOSCallback},
+		{"POST", "/v2/user/workos_select_organization/", "workos", s.handleWorkOSSelectOrganization},
+		{"POST", "/v1/workos_webhook/", "workos", s.handleWebhook},
+		{"GET", "/v2/user/me/", "", s.handleMe},
+		{"POST", "/v2/user/token_refresh/", "", s.handleRefresh},
+		{"POST", "/v2/user/logout/", "", s.handleLogout},
+		{"GET", "/v1/auth_config/", "", answer(map[string]string{"login_flow": s.flow()})},
+		{"GET", "/healthz", "", answer(map[string]string{"status": "ok"})},
+		{"GET", "/readyz", "", s.handleReady},
+		{"GET", "/metrics", "", s.handleMetrics},
+		{"GET", "/", "", s.page("index.html")},
+		{"GET", "/en/callback", "", s.page("index.html")}, // its script finishes a WorkOS sign-in
+		{"GET", "/static/app.js", "", s.page("app.js")},
+		{"GET", "/static/style.css", "", s.page("style.css")},
+	} {
+		exact := rt.path
+		if strings.HasSuffix(exact, "/") {
+			exact += "{$}" // else the pattern would match every path below it too
+		}
+		mux.HandleFunc(rt.method+" "+exact, s.endpoint(rt))
+		if bare := strings.TrimSuffix(rt.path, "/"); bare != rt.path && bare != "" {
+			mux.HandleFunc(bare, notFound) // else the mux would redirect there, and a browser re-post its body
+		}
+		mux.HandleFunc(exact, func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Allow", rt.method)
+			s.fail(w, r, http.StatusMethodNotAllowed, "method_not_allowed")
+		})
+	}
+	mux.HandleFunc("/", notFound)
+	return s.guard(mux)
+}
+
+// endpoint runs the checks of a routed request, in order: the sign-in flow that is off (404); a POST from another
+// site (403, login CSRF: a browser always sends Origin on a cross-site POST); a body that is not JSON (415, which a
+// cross-site form cannot send). The webhook comes from WorkOS, not a browser: its signature is its proof.
+func (s *server) endpoint(rt route) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		origin, post := r.Header.Get("Origin"), r.Method == http.MethodPost
+		switch {
+		case rt.flow != "" && rt.flow != s.flow():
+			s.fail(w, r, http.StatusNotFound, map[string]string{"workos": "workos_not_enabled", "email_code": "email_code_login_disabled"}[rt.flow])
+		case post && origin != "" && rt.path != "/v1/workos_webhook/" &&
+			!s.cfg.sameOrigin(origin, s.cfg.DashboardURL) && !s.cfg.sameOrigin(origin, s.cfg.APIURL):
+			s.fail(w, r, http.StatusForbidden, "origin_not_allowed")
+		case post && r.ContentLength != 0 && !isJSON(r.Header.Get("Content-Type")):
+			s.fail(w, r, http.StatusUnsupportedMediaType, "content_type_must_be_application_json")
+		default:
+			rt.h(w, r)
+		}
+	}
+}
+
+func isJSON(contentType string) bool {
+	mt, _, _ := mime.ParseMediaType(contentType)
+	return mt == "application/json"
+}
+
+// guard is what every request passes first: panic recovery, the security headers, CORS for DASHBOARD_URL alone, a 404
+// for a path the mux would only redirect to its clean form, and a log line for a slow request.
+func (s *server) guard(mux *http.ServeMux) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		defer func() {
+			if v := recover(); v == http.ErrAbortHandler {
+				panic(v) // the server's own signal to drop the connection
+			} else if v != nil {
+				s.count("dashauth_http_panics_total", "")
+				s.log.Error("handler panic", "method", r.Method, "path", r.URL.Path, "panic", fmt.Sprint(v))
+				s.fail(w, r, http.StatusInternalServerError, "internal_error")
+			}
+			if d := time.Since(start); d >= time.Second || s.cfg.LogRequests {
+				s.log.Info("request", "method", r.Method, "path", r.URL.Path, "duration_ms", d.Milliseconds())
+			}
+		}()
+		h, origin := w.Header(), r.Header.Get("Origin")
+		h["X-Content-Type-Options"] = []string{"nosniff"}
+		h["X-Frame-Options"] = []string{"DENY"}
+		h["Referrer-Policy"] = []string{"no-referrer"} // the callback URL carries a WorkOS code
+		h["Vary"] = []string{"Origin"}
+		allowed := origin != "" && s.cfg.sameOrigin(origin, s.cfg.DashboardURL)
+		if allowed {
+			h["Access-Control-Allow-Origin"] = []string{origin}
+			h["Access-Control-Allow-Credentials"] = []string{"true"}
+			h["Access-Control-Expose-Headers"] = []string{"Retry-After"} // so the dashboard can count the wait down
+		}
+		clean := path.Clean(r.URL.Path)
+		if strings.HasSuffix(r.URL.Path, "/") && clean != "/" {
+			clean += "/"
+		}
+		switch preflight := r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != ""; {
+		case preflight && !allowed:
+			s.fail(w, r, http.StatusForbidden, "origin_not_allowed")
+		case preflight:
+			h.Set("Access-Control-Allow-Methods", "GET, POST")
+			h.Set("Access-Control-Allow-Headers", "Content-Type")
+			h.Set("Access-Control-Max-Age", "600")
+			w.WriteHeader(http.StatusNoContent)
+		case clean != r.URL.Path:
+			s.fail(w, r, http.StatusNotFound, "not_found")
+		default:
+			mux.ServeHTTP(w, r)
+		}
+	})
+}
+
+// fail answers an error and logs it: every answer but a 2xx is logged, by path and reason, never with the query,
+// headers or body, which carry codes, cookies and tokens.
+func (s *server) fail(w http.ResponseWriter, r *http.Request, status int, reason string) {
+	level := map[bool]slog.Level{true: slog.LevelError, false: slog.LevelInfo}[status >= 500]
+	s.log.Log(r.Context(), level, "request refused", "method", r.Method, "path", r.URL.Path,
+		"status", status, "error", reason, "client", s.clientIP(r).String())
+	writeJSON(w, status, map[string]string{"error": reason})
+}
+
+func (s *server) storeFailed(w http.ResponseWriter, r *http.Request, err error) {
+	s.count("dashauth_store_errors_total", "")
+	s.log.Error("state store failed", "path", r.URL.Path, "err", err)
+	s.fail(w, r, http.StatusServiceUnavailable, "state_unavailable")
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	body, _ := json.Marshal(v) // cannot fail: maps and structs of strings
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	w.Write(append(body, '\n'))
+}
+
+// readBody reads a body of at most limit bytes, declared or streamed, answering 413 or 400 itself.
+func (s *server) readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, bool) {
+	var body []byte
+	err := error(&http.MaxBytesError{Limit: limit})
+	if r.ContentLength <= limit {
+		body, err = io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	}
+	if errors.As(err, new(*http.MaxBytesError)) {
+		s.fail(w, r, http.StatusRequestEntityTooLarge, "body_too_large")
+	} else if err != nil {
+		s.fail(w, r, http.StatusBadRequest, "unreadable_body")
+	}
+	return body, err == nil
+}
+
+// decodeBody reads a sign-in body: one flat JSON object of string fields (parseObject), each present and non-empty
+// but the optional one. It answers 400 itself.
+func (s *server) decodeBody(w http.ResponseWriter, r *http.Request, fields []field, optional string) bool {
+	body, ok := s.readBody(w, r, maxAPIBody)
+	if !ok {
+		return false
+	}
+	reason := parseObject(body, fields)
+	for _, f := range fields {
+		if reason == "" && *f.s == "" && f.name != optional {
+			reason = "missing_" + f.name
+		}
+	}
+	if reason != "" {
+		s.fail(w, r, http.StatusBadRequest, reason)
+	}
+	return reason == ""
+}
+
+func (s *server) handleReady(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 800*time.Millisecond) // a Kubernetes probe waits 1 s
+	defer cancel()
+	if err := s.store.Ping(ctx); err != nil {
+		s.log.Warn("readyz: the store does not answer", "err", err)
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "reason": "redis_unreachable"})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// counterFamilies are the counters of /metrics; every series is there from the start, at 0.
+var counterFamilies = []struct {
+	name, label, help string
+	values            []string
+}{
+	{"dashauth_signins_total", "response_type", "Sign-in answers by response_type.", []string{loginSuccessful,
+		membershipDeactivated, membershipNotFound, organizationSelectionRequired, linkInvalid, linkExpired, codeSent}},
+	{"dashauth_webhook_events_total", "outcome", "WorkOS webhook deliveries by outcome.",
+		[]string{"delivered", "duplicate", "ignored", "rejected", "failed", "undeliverable"}},
+	{"dashauth_mails_total", "result", "Code mails handed to SMTP (or the log) by result.", []string{"sent", "failed"}},
+	{"dashauth_dedup_hits_total", "", "Webhook events answered from the de-duplication record.", []string{""}},
+	{"dashauth_webhook_undeduped_total", "", "Webhook events mailed without de-duplication: the store failed.", []string{""}},
+	{"dashauth_store_errors_total", "", "State store (Redis) calls that failed.", []string{""}},
+	{"dashauth_rate_limited_total", "", "Requests refused with 429.", []string{""}},
+	{"dashauth_refresh_reuse_total", "action", "Spent refresh tokens presented again, by action.", []string{"refused", "revoked"}},
+	{"dashauth_workos_errors_total", "reason", "WorkOS sign-ins answered with an error, by reason.", []string{"workos_unavailable"}},
+	{"dashauth_http_panics_total", "", "Handler panics recovered (always a bug).", []string{""}},
+}
+
+// count adds one to a series ("" is the value in a family without a label). An unknown series panics: a bug the
+// tests catch.
+func (s *server) count(family, value string) { s.counters[family+"\x00"+value].Add(1) }
+
+// handleMetrics writes the Prometheus text format (prometheus.io, "Exposition formats").
+func (s *server) handleMetrics(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+	for _, f := range counterFamilies {
+		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s counter\n", f.name, f.help, f.name)
+		for _, v := range f.values {
+			series := f.name
+			if f.label != "" {
+				series += fmt.Sprintf("{%s=%q}", f.label, v)
+			}
+			fmt.Fprintf(w, "%s %d\n", series, s.counters[f.name+"\x00"+v].Load())
+		}
+	}
+}
+
+// web holds the sign-in page, also the WorkOS callback page, its script and its style: plain files, no build step.
+//
+//go:embed web
+var webFiles embed.FS
+
+// page serves an embedded file under a CSP that allows only this origin's own script, style and API: no inline
+// script, no framing, no form posts elsewhere. The page names the sign-in flow, so it renders before its script runs.
+func (s *server) page(name string) http.HandlerFunc {
+	body, _ := webFiles.ReadFile("web/" + name) // cannot fail: the files are embedded
+	body = bytes.ReplaceAll(body, []byte("{{login_flow}}"), []byte(s.flow()))
+	return func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Security-Policy", "default-src 'none'; script-src 'self'; style-src 'self'; "+
+			"connect-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+		w.Header().Set("Content-Type", mime.TypeByExtension(path.Ext(name)))
+		w.Header().Set("Cache-Control", "no-store")
+		w.Write(body)
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -630,10 +631,11 @@ func TestFakeWorkOS(t *testing.T) {
 	// The API key is checked: another one is refused with 401.
 	wrongKey := newWorkOSClient(config{WorkOSAPIKey: "sk_test_wrong", WorkOSAPIBaseURL: fake.URL, WorkOSClientID: testWorkOSClientID})
 	_, err = wrongKey.magicAuth(ctx, "magic_auth_01HZZZZZZZZZZZZZZZZZZZZZZZ")
-	if he, ok := workosHTTPError(err); !ok || he.Code != http.StatusUnauthorized {
+	var we *workosError
+	if !errors.As(err, &we) || we.status != http.StatusUnauthorized {
 		t.Fatalf("wrong API key: %v", err)
 	}
-	if _, err := wrongKey.membershipStatus(ctx, testAda.ID, testOrgID); err == nil {
+	if _, err := wrongKey.membership(ctx, testAda.ID, testOrgID); err == nil {
 		t.Fatal("wrong API key listed memberships")
 	}
 
