@@ -65,15 +65,15 @@ func startRedis(b *testing.B) string {
 // BenchmarkRedisSetNXGoRedis is one SET key value PX 60000 NX round trip,
 // a fresh key each time, as dashauth's BenchmarkRedisSetNX does.
 func BenchmarkRedisSetNXGoRedis(b *testing.B) {
-	addr := startRedis(b)
-	c := goredis.NewClient(&goredis.Options{Addr: addr, PoolSize: 8})
+	c := goredis.NewClient(&goredis.Options{Addr: redisAddr(b)})
 	defer c.Close()
 	ctx := context.Background()
+	prefix := "bench:one:" + strconv.FormatInt(time.Now().UnixNano(), 36) + ":"
 	b.ReportAllocs()
 	i := 0
 	for b.Loop() {
 		i++
-		ok, err := c.SetNX(ctx, "bench:"+strconv.Itoa(i), "1", time.Minute).Result()
+		ok, err := c.SetNX(ctx, prefix+strconv.Itoa(i), "1", time.Minute).Result()
 		if err != nil || !ok {
 			b.Fatalf("SETNX: %v %v", ok, err)
 		}
@@ -82,18 +82,19 @@ func BenchmarkRedisSetNXGoRedis(b *testing.B) {
 
 // BenchmarkRedisSetNXRedigo is the same round trip with redigo's pool.
 func BenchmarkRedisSetNXRedigo(b *testing.B) {
-	addr := startRedis(b)
+	addr := redisAddr(b)
 	pool := &redis.Pool{MaxIdle: 8, Dial: func() (redis.Conn, error) {
 		return redis.Dial("tcp", addr, redis.DialConnectTimeout(2*time.Second),
 			redis.DialReadTimeout(2*time.Second), redis.DialWriteTimeout(2*time.Second))
 	}}
 	defer pool.Close()
+	prefix := "bench:redigo:" + strconv.FormatInt(time.Now().UnixNano(), 36) + ":"
 	b.ReportAllocs()
 	i := 0
 	for b.Loop() {
 		i++
 		conn := pool.Get()
-		reply, err := redis.String(conn.Do("SET", "bench:"+strconv.Itoa(i), "1", "PX", 60000, "NX"))
+		reply, err := redis.String(conn.Do("SET", prefix+strconv.Itoa(i), "1", "PX", 60000, "NX"))
 		conn.Close()
 		if err != nil || reply != "OK" {
 			b.Fatalf("SETNX: %q %v", reply, err)
