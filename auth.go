@@ -4,6 +4,8 @@ package main
 // rules and the members file.
 
 import (
+	"bytes"
+	"cmp"
 	"context"
 	"crypto/hmac"
 	"crypto/rand"
@@ -13,6 +15,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math/big"
 	"net/http"
 	"net/netip"
@@ -215,7 +218,7 @@ func (s *server) stillMember(ctx context.Context, rec sessionRecord) (bool, erro
 		m, ok := s.members.lookup(rec.User.Email)
 		return ok && m.Active && m.OrganizationID == rec.Org, nil
 	case rec.Method == "workos" && s.workos != nil:
-		status, err := s.workos.membership(ctx, rec.User.ID, rec.Org)
+		status, err := s.membership(ctx, rec.User.ID, rec.Org)
 		return status == usermanagement.Active, err
 	}
 	return false, nil
@@ -317,13 +320,15 @@ func (s *server) handleWorkOSLoginURL(w http.ResponseWriter, r *http.Request) {
 	expires := s.now().Add(signinTTL).Unix()
 	state := s.seal("workos_state", startedSignin{verifier, expires})
 	sum := sha256.Sum256([]byte(verifier))
-	authURL, err := s.workos.authorizationURL(redirect, state, base64.RawURLEncoding.EncodeToString(sum[:]), hint)
+	authURL, err := s.workos.GetAuthorizationURL(usermanagement.GetAuthorizationURLOpts{ClientID: s.cfg.WorkOSClientID,
+		Provider: "authkit", RedirectURI: redirect, State: state, ScreenHint: usermanagement.ScreenHint(hint),
+		CodeChallenge: base64.RawURLEncoding.EncodeToString(sum[:]), CodeChallengeMethod: "S256"})
 	if err != nil {
 		s.workosUnavailable(w, r, err) // unreachable: its inputs are checked
 		return
 	}
 	s.setCookie(w, s.stateCookieName(state), "1", signinTTL)
-	writeJSON(w, http.StatusOK, map[string]string{"url": authURL})
+	writeJSON(w, http.StatusOK, map[string]string{"url": authURL.String()})
 }
 
 // handleWorkOSCallback finishes an AuthKit sign-in: the state is opened, matched with this browser's cookie and
@@ -341,22 +346,21 @@ func (s *server) handleWorkOSCallback(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case s.unseal("workos_state", state, &st) != nil || len(code) > 256: // codes are 26-character ULIDs
 		s.answer(w, r, http.StatusBadRequest, linkInvalid)
-		return
 	case s.now().Unix() >= st.Expires:
 		s.setCookie(w, name, "", 0)
 		s.answer(w, r, http.StatusBadRequest, linkExpired)
-		return
 	case noCookie != nil && strings.Contains(r.Header.Get("Cookie"), s.cookieName("workos_state_")): // another browser's
 		s.answer(w, r, http.StatusBadRequest, linkInvalid)
-		return
 	case noCookie != nil: // this browser has none at all: its cookies were cleared
 		s.answer(w, r, http.StatusBadRequest, linkExpired)
-		return
-	}
-	s.setCookie(w, name, "", 0) // spent from here on, whatever the outcome
-	if s.spend(w, r, "wstate", state) {
-		res, err := s.workos.authenticateCode(r.Context(), code, st.Verifier)
-		s.finishWorkOS(w, r, res, err, "")
+	default:
+		s.setCookie(w, name, "", 0) // spent from here on, whatever the outcome
+		if s.spend(w, r, "wstate", state) {
+			// The SDK sends the API key as client_secret, with the PKCE verifier.
+			res, err := s.workos.AuthenticateWithCode(r.Context(), usermanagement.AuthenticateWithCodeOpts{
+				ClientID: s.cfg.WorkOSClientID, Code: code, CodeVerifier: st.Verifier})
+			s.finishWorkOS(w, r, res, err, "")
+		}
 	}
 }
 
@@ -393,22 +397,20 @@ func (s *server) handleWorkOSSelectOrganization(w http.ResponseWriter, r *http.R
 	switch {
 	case err != nil:
 		s.answer(w, r, http.StatusBadRequest, linkExpired)
-		return
 	case s.unseal("workos_pending", ck.Value, &pc) != nil:
 		s.answer(w, r, http.StatusBadRequest, linkInvalid)
-		return
 	case s.now().Unix() >= pc.Expires:
 		s.setCookie(w, name, "", 0)
 		s.answer(w, r, http.StatusBadRequest, linkExpired)
-		return
 	case !slices.Contains(pc.Orgs, orgID):
 		s.answer(w, r, http.StatusBadRequest, linkInvalid) // the cookie stays: pick one offered
-		return
-	}
-	s.setCookie(w, name, "", 0)
-	if s.spend(w, r, "wpending", pc.Token) {
-		res, err := s.workos.selectOrganization(r.Context(), pc.Token, orgID)
-		s.finishWorkOS(w, r, res, err, pc.UserID)
+	default:
+		s.setCookie(w, name, "", 0)
+		if s.spend(w, r, "wpending", pc.Token) {
+			res, err := s.workos.AuthenticateWithOrganizationSelection(r.Context(), usermanagement.AuthenticateWithOrganizationSelectionOpts{
+				ClientID: s.cfg.WorkOSClientID, PendingAuthenticationToken: pc.Token, OrganizationID: orgID})
+			s.finishWorkOS(w, r, res, err, pc.UserID)
+		}
 	}
 }
 
@@ -423,7 +425,7 @@ func (s *server) finishWorkOS(w http.ResponseWriter, r *http.Request, res userma
 		err = fmt.Errorf("answered for user %q, not %q: %w", u.ID, wantUser, errWorkOSAnswer)
 	}
 	if err == nil {
-		status, err = s.workos.membership(r.Context(), u.ID, res.OrganizationID)
+		status, err = s.membership(r.Context(), u.ID, res.OrganizationID)
 	}
 	switch {
 	case refused && we.Code == "organization_selection_required":
@@ -494,4 +496,123 @@ func (s *server) clientIP(r *http.Request) netip.Addr {
 
 func (s *server) trusted(a netip.Addr) bool {
 	return slices.ContainsFunc(s.cfg.TrustedProxies, func(p netip.Prefix) bool { return p.Contains(a) })
+}
+
+// The WorkOS API, through the SDK's user-management client with bounded time and answers, and a strict reading of
+// what WorkOS says.
+
+const (
+	workosTimeout = 10 * time.Second // each call: a slow WorkOS answers 503, not hangs
+	maxWorkOSBody = 1 << 20          // an answer is a few KiB; the SDK reads without a limit
+)
+
+// newWorkOSClient is the SDK's user-management client, bounded in time and in what it reads.
+func newWorkOSClient(cfg config) *usermanagement.Client {
+	um := usermanagement.NewClient(cfg.WorkOSAPIKey)
+	um.Endpoint = cfg.WorkOSAPIBaseURL
+	um.HTTPClient = &http.Client{Timeout: workosTimeout, Transport: workosTransport{}}
+	return um
+}
+
+// workosError is a WorkOS answer other than 2xx. workosTransport reads it before the SDK does: the SDK's error types
+// differ by code, and their messages may carry tokens.
+type workosError struct {
+	status       int
+	requestID    string
+	Code         string `json:"code"`
+	Error_       string `json:"error"` // what some authentication errors use for code
+	PendingToken string `json:"pending_authentication_token"`
+	User         struct {
+		ID string `json:"id"`
+	} `json:"user"`
+	Organizations []struct {
+		ID   string `json:"id"`
+		Name string `json:"name"`
+	} `json:"organizations"`
+}
+
+func (e *workosError) Error() string {
+	return fmt.Sprintf("WorkOS answered %d %s (request %s)", e.status, e.Code, e.requestID)
+}
+
+// workosTransport reads every answer whole, up to maxWorkOSBody, and turns a non-2xx one into a workosError; a
+// redirect is one too, never followed (it would carry the API key).
+type workosTransport struct{}
+
+func (workosTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	res, err := http.DefaultTransport.RoundTrip(req)
+	if err != nil {
+		return nil, err
+	}
+	defer res.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(res.Body, maxWorkOSBody+1))
+	if err == nil && len(body) > maxWorkOSBody {
+		err = fmt.Errorf("over %d bytes", maxWorkOSBody)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read WorkOS answer to %s %s: %w", req.Method, req.URL.Path, err)
+	}
+	if res.StatusCode/100 != 2 {
+		e := &workosError{status: res.StatusCode, requestID: res.Header.Get("X-Request-ID")}
+		json.Unmarshal(body, e) // what it holds, if it is JSON at all
+		e.Code = cmp.Or(e.Code, e.Error_)
+		return nil, e
+	}
+	res.Body, res.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
+	return res, nil
+}
+
+// membership returns the status of userID's membership in orgID, or in any organization when orgID is "": active if
+// one is, else inactive if one is, else pending or "". (AuthKit names no organization when all of a person's
+// memberships are inactive; they learn MEMBERSHIP_DEACTIVATED, and only a person with none MEMBERSHIP_NOT_FOUND.)
+func (s *server) membership(ctx context.Context, userID, orgID string) (usermanagement.OrganizationMembershipStatus, error) {
+	list, err := s.workos.ListOrganizationMemberships(ctx, usermanagement.ListOrganizationMembershipsOpts{
+		UserID: userID, OrganizationID: orgID, Statuses: []usermanagement.OrganizationMembershipStatus{
+			usermanagement.Active, usermanagement.Inactive, usermanagement.PendingOrganizationMembership}})
+	var status usermanagement.OrganizationMembershipStatus
+	for _, m := range list.Data {
+		// Entries for another user or organization are ignored, whatever the filter did.
+		switch {
+		case m.UserID != userID || orgID != "" && m.OrganizationID != orgID:
+		case m.Status == usermanagement.Active:
+			return m.Status, err
+		case m.Status == usermanagement.Inactive || status == "":
+			status = m.Status
+		}
+	}
+	return status, err
+}
+
+var errWorkOSAnswer = errors.New("unusable WorkOS answer")
+
+// workosAnswer takes from an authentication the user, bounded and claim-safe since it goes into the session cookies,
+// and the WorkOS session id. The id is a claim of WorkOS's access token, which came over the service's own
+// authenticated TLS call, so its signature is not checked; its shape is, strictly, since it goes into the logout URL.
+func workosAnswer(res usermanagement.AuthenticateResponse, err error) (user, string, error) {
+	wu := res.User
+	if err != nil {
+		return user{}, "", err
+	}
+	if len(wu.ID) > 64 || len(wu.Email) > maxAddressBytes || len(wu.FirstName) > 256 || len(wu.LastName) > 256 ||
+		len(res.OrganizationID) > 64 || !claimSafe(wu.ID) || !claimSafe(wu.Email) || !claimSafe(res.OrganizationID+"_") {
+		return user{}, "", fmt.Errorf("user %q or organization: %w", wu.ID, errWorkOSAnswer)
+	}
+	sid, err := workosSessionID(res.AccessToken)
+	return user{ID: wu.ID, Email: wu.Email, FirstName: wu.FirstName, LastName: wu.LastName}, sid, err
+}
+
+func workosSessionID(token string) (string, error) {
+	var c struct {
+		Sid string `json:"sid"`
+	}
+	parts := strings.Split(token, ".")
+	if len(token) <= 16<<10 && len(parts) == 3 && parts[0] != "" && parts[2] != "" && isBase64URL(parts[1]) {
+		if payload, err := base64.RawURLEncoding.Strict().DecodeString(parts[1]); err == nil {
+			json.Unmarshal(payload, &c)
+		}
+	}
+	if c.Sid == "" || len(c.Sid) > 128 || strings.Trim(c.Sid, idBytes) != "" {
+		return "", fmt.Errorf("access token sid: %w", errWorkOSAnswer)
+	}
+	return c.Sid, nil
 }

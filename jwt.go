@@ -25,6 +25,8 @@ import (
 	"sync"
 	"time"
 	"unicode/utf8"
+
+	"github.com/workos/workos-go/v4/pkg/usermanagement"
 )
 
 const (
@@ -256,31 +258,27 @@ func (d *jsonScanner) eat(b byte) bool {
 	return false
 }
 
-// str reads a string: one without escapes as it is, after a UTF-8 check; one with escapes through encoding/json,
+// str reads a string: one without escapes as it is, after checking its bytes; one with escapes through encoding/json,
 // which checks each.
 func (d *jsonScanner) str() (string, bool) {
 	if d.ws(); d.i >= len(d.p) || d.p[d.i] != '"' {
 		return "", false
 	}
-	start, escaped := d.i, false
-	for d.i++; d.i < len(d.p); d.i++ {
-		switch b := d.p[d.i]; {
-		case b == '\\':
-			escaped = true
+	start := d.i
+	for d.i++; d.i < len(d.p) && d.p[d.i] != '"'; d.i++ {
+		if d.p[d.i] == '\\' {
 			d.i++
-		case b < 0x20:
-			return "", false
-		case b == '"':
-			d.i++
-			raw := d.p[start:d.i]
-			if !escaped {
-				return string(raw[1 : len(raw)-1]), utf8.Valid(raw)
-			}
-			var s string
-			return s, utf8.Valid(raw) && json.Unmarshal(raw, &s) == nil
 		}
 	}
-	return "", false
+	if d.i++; d.i > len(d.p) {
+		return "", false
+	}
+	raw := d.p[start:d.i]
+	if !bytes.ContainsFunc(raw, func(r rune) bool { return r < 0x20 || r == '\\' || r == utf8.RuneError }) {
+		return string(raw[1 : len(raw)-1]), true
+	}
+	var v string
+	return v, utf8.Valid(raw) && json.Unmarshal(raw, &v) == nil
 }
 
 // int reads a non-negative integer of digits alone.
@@ -493,7 +491,8 @@ func (s *server) handleLogout(w http.ResponseWriter, r *http.Request) {
 	if ss != nil {
 		sid = ss.Sid
 		if rec, _ := ss.record(); s.workos != nil && rec.WorkOS != "-" {
-			body["logout_url"] = s.workos.logoutURL(rec.WorkOS)
+			u, _ := s.workos.GetLogoutURL(usermanagement.GetLogoutURLOpts{SessionID: rec.WorkOS}) // fails only on ""
+			body["logout_url"] = u.String()
 		}
 	}
 	if err != nil && !errors.Is(err, errNoSession) {

@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/workos/workos-go/v4/pkg/usermanagement"
 )
 
 const (
@@ -163,7 +165,7 @@ func (s *server) deliver(eventID, magicAuthID string) (int, string) {
 			s.log.Error("webhook: claim lost or store failed; WorkOS's retry settles it", "event", eventID, "err", err)
 		}
 	}
-	ma, err := s.workos.magicAuth(ctx, magicAuthID)
+	ma, err := s.workos.GetMagicAuth(ctx, usermanagement.GetMagicAuthOpts{MagicAuth: magicAuthID}) // a valid id: the SDK does not escape it
 	if err != nil {
 		settle("", 0)
 		s.log.Error("webhook: fetch magic auth", "event", eventID, "magic_auth", magicAuthID, "err", err)

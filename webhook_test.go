@@ -903,7 +903,7 @@ func TestWebhookWorkOSFailures(t *testing.T) {
 			ts := newWorkOSTestServer(t, fake)
 			if tc.fault == faultStall || tc.fault == faultStallBody {
 				// workosTimeout (10 s) is a constant; the client's own timeout is the same mechanism, shorter.
-				ts.workos.um.HTTPClient = &http.Client{Timeout: time.Second, Transport: workosTransport{}}
+				ts.workos.HTTPClient = &http.Client{Timeout: time.Second, Transport: workosTransport{}}
 			}
 			ev := newHookEvent(ts, fake)
 			ma := fakeMagicAuth{ID: ev.magicAuthID, UserID: "user_" + fakeULID(), Email: ev.email, Code: ev.code,
@@ -1440,7 +1440,7 @@ type hookWorkOSGate struct {
 // hookGateWorkOS puts a hookWorkOSGate between ts and WorkOS.
 func hookGateWorkOS(t *testing.T, ts *testServer, err error) *hookWorkOSGate {
 	g := &hookWorkOSGate{err: err, entered: make(chan struct{}), release: make(chan struct{})}
-	ts.workos.um.HTTPClient = &http.Client{Timeout: workosTimeout, Transport: g}
+	ts.workos.HTTPClient = &http.Client{Timeout: workosTimeout, Transport: g}
 	t.Cleanup(g.open)
 	return g
 }

@@ -933,7 +933,7 @@ func newAuthFrontedWorkOS(t *testing.T, c authUnavailable) (*testServer, *authFr
 	front := newAuthFront(t, fake)
 	ts := newWorkOSTestServer(t, fake, "WORKOS_API_BASE_URL", front.URL)
 	if c.fault == faultStall || c.fault == faultStallBody {
-		ts.workos.um.HTTPClient.Timeout = 5 * time.Second
+		ts.workos.HTTPClient.Timeout = 5 * time.Second
 	}
 	return ts, front
 }

@@ -14,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/workos/workos-go/v4/pkg/usermanagement"
 )
 
 // Credentials of the fake WorkOS API. The service under test is configured
@@ -617,11 +619,11 @@ func TestFakeWorkOS(t *testing.T) {
 
 	expires := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
 	fake.addMagicAuth("magic_auth_01HZZZZZZZZZZZZZZZZZZZZZZZ", "ada@example.com", "123456", expires)
-	ma, err := ts.workos.magicAuth(ctx, "magic_auth_01HZZZZZZZZZZZZZZZZZZZZZZZ")
+	ma, err := ts.workos.GetMagicAuth(ctx, usermanagement.GetMagicAuthOpts{MagicAuth: "magic_auth_01HZZZZZZZZZZZZZZZZZZZZZZZ"})
 	if err != nil || ma.Email != "ada@example.com" || ma.Code != "123456" || ma.ExpiresAt != "2030-01-02T03:04:05.000Z" {
 		t.Fatalf("magicAuth = %+v, %v", ma, err)
 	}
-	if _, err := ts.workos.magicAuth(ctx, "magic_auth_01HYYYYYYYYYYYYYYYYYYYYYYY"); err == nil {
+	if _, err := ts.workos.GetMagicAuth(ctx, usermanagement.GetMagicAuthOpts{MagicAuth: "magic_auth_01HYYYYYYYYYYYYYYYYYYYYYYY"}); err == nil {
 		t.Fatal("an unknown magic auth was found")
 	}
 	if n := fake.calls(fakeMagicAuthPath); n != 2 {
@@ -630,20 +632,20 @@ func TestFakeWorkOS(t *testing.T) {
 
 	// The API key is checked: another one is refused with 401.
 	wrongKey := newWorkOSClient(config{WorkOSAPIKey: "sk_test_wrong", WorkOSAPIBaseURL: fake.URL, WorkOSClientID: testWorkOSClientID})
-	_, err = wrongKey.magicAuth(ctx, "magic_auth_01HZZZZZZZZZZZZZZZZZZZZZZZ")
+	_, err = wrongKey.GetMagicAuth(ctx, usermanagement.GetMagicAuthOpts{MagicAuth: "magic_auth_01HZZZZZZZZZZZZZZZZZZZZZZZ"})
 	var we *workosError
 	if !errors.As(err, &we) || we.status != http.StatusUnauthorized {
 		t.Fatalf("wrong API key: %v", err)
 	}
-	if _, err := wrongKey.membership(ctx, testAda.ID, testOrgID); err == nil {
+	if _, err := wrongKey.ListOrganizationMemberships(ctx, usermanagement.ListOrganizationMembershipsOpts{UserID: testAda.ID, OrganizationID: testOrgID}); err == nil {
 		t.Fatal("wrong API key listed memberships")
 	}
 
 	fake.setFaultTimes(fakeMagicAuthPath, fault500, 1)
-	if _, err := ts.workos.magicAuth(ctx, "magic_auth_01HZZZZZZZZZZZZZZZZZZZZZZZ"); err == nil {
+	if _, err := ts.workos.GetMagicAuth(ctx, usermanagement.GetMagicAuthOpts{MagicAuth: "magic_auth_01HZZZZZZZZZZZZZZZZZZZZZZZ"}); err == nil {
 		t.Fatal("fault500 did not fail the call")
 	}
-	if _, err := ts.workos.magicAuth(ctx, "magic_auth_01HZZZZZZZZZZZZZZZZZZZZZZZ"); err != nil {
+	if _, err := ts.workos.GetMagicAuth(ctx, usermanagement.GetMagicAuthOpts{MagicAuth: "magic_auth_01HZZZZZZZZZZZZZZZZZZZZZZZ"}); err != nil {
 		t.Fatalf("fault outlived its count: %v", err)
 	}
 }
