@@ -1,7 +1,6 @@
 package main
 
-// Both sign-in flows (contract: "Email+code sign-in", "WorkOS AuthKit sign-in"), their rate limits, the membership
-// rules and the members file.
+// Both sign-in flows (contract: "Email+code sign-in", "WorkOS AuthKit sign-in"), their limits and membership rules.
 
 import (
 	"bytes"
@@ -43,12 +42,9 @@ const (
 	codeTTL      = 10 * time.Minute // contract, "Email+code sign-in"
 	codeMaxTries = 5
 	limitWindow  = 15 * time.Minute
-	// signinTTL is the life of a started WorkOS sign-in or a pending organization choice (contract: 10 minutes, as
-	// long as WorkOS's own authorization codes).
-	signinTTL = 10 * time.Minute
+	signinTTL    = 10 * time.Minute // a started WorkOS sign-in or a pending organization choice (contract)
 )
 
-// user is who signed in, as the API shows them.
 type user struct {
 	ID        string `json:"id"`
 	Email     string `json:"email"`
@@ -63,7 +59,6 @@ func (s *server) answer(w http.ResponseWriter, r *http.Request, status int, resp
 	writeJSON(w, status, map[string]string{"response_type": responseType})
 }
 
-// signIn starts a session and answers LOGIN_SUCCESSFUL.
 func (s *server) signIn(w http.ResponseWriter, r *http.Request, rec sessionRecord) {
 	rec.Start = s.now().Unix()
 	if _, err := s.issue(r.Context(), w, "sess_"+randomID(16), rec, ""); err != nil {
@@ -75,46 +70,31 @@ func (s *server) signIn(w http.ResponseWriter, r *http.Request, rec sessionRecor
 	writeJSON(w, http.StatusOK, map[string]any{"response_type": loginSuccessful, "user": rec.User, "organization_id": rec.Org})
 }
 
-// limit is a sliding-window rate limit on one store key.
-type limit struct {
-	key    string
-	max    int
-	window time.Duration
-}
-
-// admit checks limits in order and answers 429 at the first that refuses. A request refused by one limit is not
-// recorded by the later ones (a client over its limit does not use up an address's codes), but is by the earlier
-// ones.
-func (s *server) admit(w http.ResponseWriter, r *http.Request, limits ...limit) bool {
-	for _, l := range limits {
-		ok, retry, err := admit(r.Context(), s.store, s.now(), l.key, l.max, l.window)
-		if err != nil {
-			s.storeFailed(w, r, err)
-			return false
-		}
-		if !ok {
-			s.count("dashauth_rate_limited_total", "")
-			// Whole seconds rounded up, so a retry at Retry-After is admitted (RFC 9110 §10.2.3).
-			w.Header().Set("Retry-After", strconv.FormatInt(int64((retry+time.Second-1)/time.Second), 10))
-			s.fail(w, r, http.StatusTooManyRequests, "rate_limited")
-			return false
-		}
+// admit counts a request against the limit of max per window under key, or answers 429 (or 503) itself. Limits are
+// checked in a chain of &&, so that one that refuses spares the later ones: a client over its limit does not use up
+// an address's codes.
+func (s *server) admit(w http.ResponseWriter, r *http.Request, key string, max int, window time.Duration) bool {
+	ok, retry, err := admit(r.Context(), s.store, s.now(), key, max, window)
+	switch {
+	case err != nil:
+		s.storeFailed(w, r, err)
+	case !ok:
+		s.count("dashauth_rate_limited_total", "")
+		// Whole seconds rounded up, so a retry at Retry-After is admitted (RFC 9110 §10.2.3).
+		w.Header().Set("Retry-After", strconv.FormatInt(int64((retry+time.Second-1)/time.Second), 10))
+		s.fail(w, r, http.StatusTooManyRequests, "rate_limited")
 	}
-	return true
+	return ok
 }
 
-// clientLimit is n requests of kind per 15 minutes from one client. An IPv6 host picks its own addresses within its
-// /64 (RFC 4291 §2.5.1, RFC 8981), so a /64 is one client.
-func (s *server) clientLimit(r *http.Request, kind string, n int) limit {
+// clientKey is the key of one client's requests of kind. An IPv6 host picks its own addresses within its /64 (RFC
+// 8981), so a /64 is one client.
+func (s *server) clientKey(r *http.Request, kind string) string {
 	a := s.clientIP(r)
-	if a.Is6() {
-		p, _ := a.Prefix(64) // cannot fail: an IPv6 address has 64 bits to keep
-		return limit{s.key("rl", kind, p.String()), n, limitWindow}
-	}
-	return limit{s.key("rl", kind, a.String()), n, limitWindow}
+	p, _ := a.Prefix(map[bool]int{true: 64, false: 32}[a.Is6()]) // cannot fail: both fit
+	return s.key("rl", kind, p.String())
 }
 
-// decodeAddress reads {"email"} or, with code, {"email", "code"}, and the address in it.
 func (s *server) decodeAddress(w http.ResponseWriter, r *http.Request, code *string) (string, bool) {
 	var email string
 	fields := []field{{"email", &email, nil}}
@@ -131,18 +111,18 @@ func (s *server) decodeAddress(w http.ResponseWriter, r *http.Request, code *str
 	return addr, ok
 }
 
-// handleLoginCode mails a fresh code to a member. Every well-formed address gets the same answer after the same store
-// work, so the endpoint does not tell who is a member; only the mail, sent after the response, depends on membership.
+// handleLoginCode mails a fresh code to a member. Every address gets the same answer after the same store work: only
+// the mail, sent after the answer, tells who is a member.
 func (s *server) handleLoginCode(w http.ResponseWriter, r *http.Request) {
 	addr, ok := s.decodeAddress(w, r, nil)
 	id := s.addressID(addr)
-	if !ok || !s.admit(w, r, s.clientLimit(r, "client", 30),
-		limit{s.key("rl", "addr1m", id), 1, time.Minute}, limit{s.key("rl", "addr15m", id), 5, limitWindow}) {
+	if !ok || !s.admit(w, r, s.clientKey(r, "client"), 30, limitWindow) ||
+		!s.admit(w, r, s.key("rl", "addr1m", id), 1, time.Minute) ||
+		!s.admit(w, r, s.key("rl", "addr15m", id), 5, limitWindow) {
 		return
 	}
 	n, _ := rand.Int(rand.Reader, big.NewInt(1_000_000)) // cannot fail: crypto/rand aborts instead
 	code := fmt.Sprintf("%06d", n.Int64())
-	// A new code replaces the old one; its tries count under its own hash.
 	if _, err := s.store.Put(r.Context(), s.key("code", id), anyValue, s.codeHash(addr, code), codeTTL); err != nil {
 		s.storeFailed(w, r, err)
 		return
@@ -154,37 +134,31 @@ func (s *server) handleLoginCode(w http.ResponseWriter, r *http.Request) {
 	s.answer(w, r, http.StatusOK, codeSent)
 }
 
-// handleVerifyCode checks a code. The try is counted before the comparison, so parallel guesses cannot exceed the
-// limit, and per stored code, so a new code starts with all five and guesses at the old one cannot race a reset; a
-// matching code is taken with an atomic compare-and-delete, so it works once.
+// handleVerifyCode checks a code. Tries count before the comparison, so parallel guesses cannot pass the limit, and per
+// stored code, so a new code starts with five; a match is taken by compare-and-delete, so it works once.
 func (s *server) handleVerifyCode(w http.ResponseWriter, r *http.Request) {
 	var code string
 	addr, ok := s.decodeAddress(w, r, &code)
-	// Without a client limit, one client could burn each new code of a victim as it appears.
-	if !ok || !s.admit(w, r, s.clientLimit(r, "verify", 30)) {
+	// The client limit bounds one client's guesses across all addresses (SECURITY.md: "targeted lockout").
+	if !ok || !s.admit(w, r, s.clientKey(r, "verify"), 30, limitWindow) {
 		return
 	}
 	ctx, key := r.Context(), s.key("code", s.addressID(addr))
 	stored, found, err := s.store.Get(ctx, key)
-	tryOK := false
+	tryOK, valid, taken := false, false, false
 	if err == nil && found {
 		tryOK, _, err = admit(ctx, s.store, s.now(), s.key("tries", stored[:min(16, len(stored))]), codeMaxTries, codeTTL)
 	}
-	switch {
-	case err != nil:
-		s.storeFailed(w, r, err)
-		return
-	case !tryOK: // expired, used, replaced, or burned by five tries
-		s.answer(w, r, http.StatusBadRequest, linkExpired)
-		return
-	case !validCode(code) || !hmac.Equal([]byte(s.codeHash(addr, code)), []byte(stored)):
-		s.answer(w, r, http.StatusBadRequest, linkInvalid)
-		return
+	if valid = validCode(code) && hmac.Equal([]byte(s.codeHash(addr, code)), []byte(stored)); err == nil && tryOK && valid {
+		taken, err = s.store.Put(ctx, key, stored, "", 0)
 	}
-	taken, err := s.store.Put(ctx, key, stored, "", 0)
 	switch m, member := s.members.lookup(addr); {
 	case err != nil:
 		s.storeFailed(w, r, err)
+	case !tryOK: // expired, used, replaced, or burned by five tries
+		s.answer(w, r, http.StatusBadRequest, linkExpired)
+	case !valid:
+		s.answer(w, r, http.StatusBadRequest, linkInvalid)
 	case !taken:
 		s.answer(w, r, http.StatusBadRequest, linkExpired) // a parallel request used it first
 	case !member:
@@ -199,19 +173,20 @@ func (s *server) handleVerifyCode(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// codeHash is what the store keeps of a code: an HMAC under a key the store never sees, bound to the address, so a
-// copy of Redis reveals no code.
+// codeHash is what the store keeps of a code: an HMAC under a key it never sees, so a copy of Redis reveals no code.
 func (s *server) codeHash(addr, code string) string {
-	return hex.EncodeToString(mac(s.codeKey, []byte("code\x00"+addr+"\x00"+code)))
+	return s.codeMAC("code\x00" + addr + "\x00" + code)
 }
 
 // addressID names an address in store keys without writing it there.
-func (s *server) addressID(addr string) string {
-	return hex.EncodeToString(mac(s.codeKey, []byte("address\x00"+addr)))
+func (s *server) addressID(addr string) string { return s.codeMAC("address\x00" + addr) }
+
+func (s *server) codeMAC(msg string) string {
+	return hex.EncodeToString(mac(deriveKey(s.keys[0], "dashauth login codes v1"), []byte(msg)))
 }
 
-// stillMember reports whether a session's person is still an active member of its organization: in the members file
-// for email+code, in WorkOS for WorkOS. A session of the flow that is now off is no longer a member.
+// stillMember reports whether a session's person is still an active member of its organization, as its flow says; a
+// session of the flow that is now off is not.
 func (s *server) stillMember(ctx context.Context, rec sessionRecord) (bool, error) {
 	switch {
 	case rec.Method == "email_code" && s.workos == nil:
@@ -224,7 +199,6 @@ func (s *server) stillMember(ctx context.Context, rec sessionRecord) (bool, erro
 	return false, nil
 }
 
-// member is one entry of MEMBERS_FILE.
 type member struct {
 	Email          string `json:"email"`
 	OrganizationID string `json:"organization_id"`
@@ -234,8 +208,7 @@ type member struct {
 	LastName       string `json:"last_name,omitempty"`
 }
 
-// memberList is MEMBERS_FILE, read at start (a broken file stops the start; the Helm chart rolls the pods when it
-// changes). With no file, development mode lets anyone in.
+// memberList is MEMBERS_FILE, read at start; nil (development mode) lets anyone in.
 type memberList map[string]member
 
 func loadMembers(path string) (memberList, error) {
@@ -257,9 +230,8 @@ func (ml memberList) lookup(addr string) (member, bool) {
 	return m, ok
 }
 
-// parseMembers reads a members file strictly: an unknown field, a bad address, a missing organization or an address
-// listed twice makes it invalid. The organization and names go into the session cookies, which must stay under 4096
-// bytes, so they are bounded.
+// parseMembers reads a members file strictly: no unknown field, bad address, missing organization or address listed
+// twice; lengths bounded so the session cookies stay under 4096 bytes.
 func parseMembers(data []byte) (memberList, error) {
 	var doc struct {
 		Members []member `json:"members"`
@@ -286,9 +258,8 @@ func parseMembers(data []byte) (memberList, error) {
 	return byEmail, nil
 }
 
-// A started WorkOS sign-in is its state: the PKCE verifier and an expiry, sealed. It goes to AuthKit and back in the
-// URL, opens only here, and says itself when it expires. A cookie named by the state's hash binds it to the browser
-// that started it; the store records it spent, once, at the callback. Nothing else keeps it.
+// A started WorkOS sign-in is its state: the PKCE verifier and an expiry, sealed, to AuthKit and back in the URL. A
+// cookie named by its hash binds it to the browser that started it; the store records it spent at the callback.
 type startedSignin struct {
 	Verifier string `json:"v"`
 	Expires  int64  `json:"e"` // unix seconds
@@ -299,8 +270,7 @@ func (s *server) stateCookieName(state string) string {
 	return s.cookieName("workos_state_" + hex.EncodeToString(sum[:8]))
 }
 
-// handleWorkOSLoginURL starts an AuthKit sign-in with a fresh state and PKCE verifier (RFC 7636: 32 random bytes,
-// S256). It writes nothing to the store.
+// handleWorkOSLoginURL starts an AuthKit sign-in with a fresh PKCE verifier (RFC 7636, S256); the store is untouched.
 func (s *server) handleWorkOSLoginURL(w http.ResponseWriter, r *http.Request) {
 	var redirect, hint string
 	if !s.decodeBody(w, r, []field{{"redirect_url", &redirect, nil}, {"screen_hint", &hint, nil}}, "screen_hint") {
@@ -320,43 +290,39 @@ func (s *server) handleWorkOSLoginURL(w http.ResponseWriter, r *http.Request) {
 	expires := s.now().Add(signinTTL).Unix()
 	state := s.seal("workos_state", startedSignin{verifier, expires})
 	sum := sha256.Sum256([]byte(verifier))
-	authURL, err := s.workos.GetAuthorizationURL(usermanagement.GetAuthorizationURLOpts{ClientID: s.cfg.WorkOSClientID,
+	// It fails only without a client id, redirect URI or provider; none is ever missing.
+	authURL, _ := s.workos.GetAuthorizationURL(usermanagement.GetAuthorizationURLOpts{ClientID: s.cfg.WorkOSClientID,
 		Provider: "authkit", RedirectURI: redirect, State: state, ScreenHint: usermanagement.ScreenHint(hint),
 		CodeChallenge: base64.RawURLEncoding.EncodeToString(sum[:]), CodeChallengeMethod: "S256"})
-	if err != nil {
-		s.workosUnavailable(w, r, err) // unreachable: its inputs are checked
-		return
-	}
 	s.setCookie(w, s.stateCookieName(state), "1", signinTTL)
 	writeJSON(w, http.StatusOK, map[string]string{"url": authURL.String()})
 }
 
-// handleWorkOSCallback finishes an AuthKit sign-in: the state is opened, matched with this browser's cookie and
-// spent, and its code exchanged with WorkOS.
+// handleWorkOSCallback opens the state, matches it with this browser's cookie, spends it and exchanges the code.
 func (s *server) handleWorkOSCallback(w http.ResponseWriter, r *http.Request) {
-	var code, state string
-	// The client limit bounds the spent states one client can make the store keep.
+	var code, state string // the client limit bounds the spent states one client makes the store keep
 	if !s.decodeBody(w, r, []field{{"code", &code, nil}, {"state", &state, nil}}, "") ||
-		!s.admit(w, r, s.clientLimit(r, "workos", 60)) {
+		!s.admit(w, r, s.clientKey(r, "workos"), 60, limitWindow) {
 		return
 	}
 	var st startedSignin
 	name := s.stateCookieName(state)
 	_, noCookie := r.Cookie(name)
+	prefix := s.cookieName("workos_state_")
+	otherState := slices.ContainsFunc(r.Cookies(), func(c *http.Cookie) bool { return strings.HasPrefix(c.Name, prefix) })
 	switch {
 	case s.unseal("workos_state", state, &st) != nil || len(code) > 256: // codes are 26-character ULIDs
 		s.answer(w, r, http.StatusBadRequest, linkInvalid)
 	case s.now().Unix() >= st.Expires:
 		s.setCookie(w, name, "", 0)
 		s.answer(w, r, http.StatusBadRequest, linkExpired)
-	case noCookie != nil && strings.Contains(r.Header.Get("Cookie"), s.cookieName("workos_state_")): // another browser's
+	case noCookie != nil && otherState: // another browser's
 		s.answer(w, r, http.StatusBadRequest, linkInvalid)
 	case noCookie != nil: // this browser has none at all: its cookies were cleared
 		s.answer(w, r, http.StatusBadRequest, linkExpired)
 	default:
 		s.setCookie(w, name, "", 0) // spent from here on, whatever the outcome
 		if s.spend(w, r, "wstate", state) {
-			// The SDK sends the API key as client_secret, with the PKCE verifier.
 			res, err := s.workos.AuthenticateWithCode(r.Context(), usermanagement.AuthenticateWithCodeOpts{
 				ClientID: s.cfg.WorkOSClientID, Code: code, CodeVerifier: st.Verifier})
 			s.finishWorkOS(w, r, res, err, "")
@@ -377,8 +343,8 @@ func (s *server) spend(w http.ResponseWriter, r *http.Request, kind, secret stri
 	return err == nil && first
 }
 
-// pendingChoice is a sign-in waiting for the person to pick one of the organizations WorkOS offered, sealed in a
-// cookie: WorkOS's token never reaches the browser in clear.
+// pendingChoice is a sign-in waiting for an organization to be picked, sealed in a cookie: the browser never reads
+// WorkOS's token.
 type pendingChoice struct {
 	Token   string   `json:"t"`
 	UserID  string   `json:"u"`
@@ -388,7 +354,8 @@ type pendingChoice struct {
 
 func (s *server) handleWorkOSSelectOrganization(w http.ResponseWriter, r *http.Request) {
 	var orgID string
-	if !s.decodeBody(w, r, []field{{"organization_id", &orgID, nil}}, "") || !s.admit(w, r, s.clientLimit(r, "workos", 60)) {
+	if !s.decodeBody(w, r, []field{{"organization_id", &orgID, nil}}, "") ||
+		!s.admit(w, r, s.clientKey(r, "workos"), 60, limitWindow) {
 		return
 	}
 	var pc pendingChoice
@@ -414,9 +381,8 @@ func (s *server) handleWorkOSSelectOrganization(w http.ResponseWriter, r *http.R
 	}
 }
 
-// finishWorkOS answers a WorkOS authentication: the membership of a completed one; an organization to choose; the code
-// refused (LINK_INVALID for any other 4xx, such as a step AuthKit should have done first); WorkOS unreachable, in
-// trouble or out of shape (503).
+// finishWorkOS answers a WorkOS authentication: the membership of a completed one; an organization to choose;
+// LINK_INVALID for any other 4xx (such as a step AuthKit should have done); 503 for WorkOS in trouble.
 func (s *server) finishWorkOS(w http.ResponseWriter, r *http.Request, res usermanagement.AuthenticateResponse, err error, wantUser string) {
 	we, status := &workosError{}, usermanagement.OrganizationMembershipStatus("")
 	refused := errors.As(err, &we) && we.status/100 == 4 && we.status != 408 && we.status != 429
@@ -444,8 +410,8 @@ func (s *server) finishWorkOS(w http.ResponseWriter, r *http.Request, res userma
 	}
 }
 
-// offerOrganizations answers ORGANIZATION_SELECTION_REQUIRED with the organizations WorkOS offered, each bounded, at
-// most 32 so that the pending cookie stays under 4096 bytes.
+// offerOrganizations answers ORGANIZATION_SELECTION_REQUIRED with at most 32 bounded organizations, so that the
+// pending cookie stays under 4096 bytes.
 func (s *server) offerOrganizations(w http.ResponseWriter, r *http.Request, we *workosError) {
 	pc := pendingChoice{Token: we.PendingToken, UserID: we.User.ID, Expires: s.now().Add(signinTTL).Unix()}
 	orgs := we.Organizations[:min(32, len(we.Organizations))]
@@ -469,9 +435,8 @@ func (s *server) workosUnavailable(w http.ResponseWriter, r *http.Request, err e
 	s.fail(w, r, http.StatusServiceUnavailable, "workos_unavailable")
 }
 
-// clientIP is the address the rate limits count: the connecting address, unless that is a trusted proxy; then the
-// right-most X-Forwarded-For hop that is not itself one (hops left of it are whatever the client wrote). A hop may
-// carry a port ("ip:port", "[v6]:port"), as some load balancers write it.
+// clientIP is the connecting address or, while that is a trusted proxy, the X-Forwarded-For hop before it (those
+// further left are whatever the client wrote). A hop may carry a port, as some load balancers write it.
 func (s *server) clientIP(r *http.Request) netip.Addr {
 	peer, err := netip.ParseAddrPort(r.RemoteAddr)
 	if err != nil {
@@ -498,27 +463,14 @@ func (s *server) trusted(a netip.Addr) bool {
 	return slices.ContainsFunc(s.cfg.TrustedProxies, func(p netip.Prefix) bool { return p.Contains(a) })
 }
 
-// The WorkOS API, through the SDK's user-management client with bounded time and answers, and a strict reading of
-// what WorkOS says.
-
 const (
 	workosTimeout = 10 * time.Second // each call: a slow WorkOS answers 503, not hangs
 	maxWorkOSBody = 1 << 20          // an answer is a few KiB; the SDK reads without a limit
 )
 
-// newWorkOSClient is the SDK's user-management client, bounded in time and in what it reads.
-func newWorkOSClient(cfg config) *usermanagement.Client {
-	um := usermanagement.NewClient(cfg.WorkOSAPIKey)
-	um.Endpoint = cfg.WorkOSAPIBaseURL
-	um.HTTPClient = &http.Client{Timeout: workosTimeout, Transport: workosTransport{}}
-	return um
-}
-
-// workosError is a WorkOS answer other than 2xx. workosTransport reads it before the SDK does: the SDK's error types
-// differ by code, and their messages may carry tokens.
+// workosError is a WorkOS answer other than 2xx, read before the SDK's error types, whose messages may carry tokens.
 type workosError struct {
 	status       int
-	requestID    string
 	Code         string `json:"code"`
 	Error_       string `json:"error"` // what some authentication errors use for code
 	PendingToken string `json:"pending_authentication_token"`
@@ -531,12 +483,10 @@ type workosError struct {
 	} `json:"organizations"`
 }
 
-func (e *workosError) Error() string {
-	return fmt.Sprintf("WorkOS answered %d %s (request %s)", e.status, e.Code, e.requestID)
-}
+func (e *workosError) Error() string { return fmt.Sprintf("WorkOS answered %d %s", e.status, e.Code) }
 
-// workosTransport reads every answer whole, up to maxWorkOSBody, and turns a non-2xx one into a workosError; a
-// redirect is one too, never followed (it would carry the API key).
+// workosTransport reads every answer whole, up to maxWorkOSBody, and makes a non-2xx one (a redirect too: it would
+// carry the API key) a workosError.
 type workosTransport struct{}
 
 func (workosTransport) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -553,7 +503,7 @@ func (workosTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, fmt.Errorf("read WorkOS answer to %s %s: %w", req.Method, req.URL.Path, err)
 	}
 	if res.StatusCode/100 != 2 {
-		e := &workosError{status: res.StatusCode, requestID: res.Header.Get("X-Request-ID")}
+		e := &workosError{status: res.StatusCode}
 		json.Unmarshal(body, e) // what it holds, if it is JSON at all
 		e.Code = cmp.Or(e.Code, e.Error_)
 		return nil, e
@@ -562,17 +512,15 @@ func (workosTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	return res, nil
 }
 
-// membership returns the status of userID's membership in orgID, or in any organization when orgID is "": active if
-// one is, else inactive if one is, else pending or "". (AuthKit names no organization when all of a person's
-// memberships are inactive; they learn MEMBERSHIP_DEACTIVATED, and only a person with none MEMBERSHIP_NOT_FOUND.)
+// membership is the status of userID's membership in orgID, or in any ("": active over inactive over pending): AuthKit
+// names no organization when all of a person's memberships are inactive.
 func (s *server) membership(ctx context.Context, userID, orgID string) (usermanagement.OrganizationMembershipStatus, error) {
 	list, err := s.workos.ListOrganizationMemberships(ctx, usermanagement.ListOrganizationMembershipsOpts{
 		UserID: userID, OrganizationID: orgID, Statuses: []usermanagement.OrganizationMembershipStatus{
 			usermanagement.Active, usermanagement.Inactive, usermanagement.PendingOrganizationMembership}})
 	var status usermanagement.OrganizationMembershipStatus
 	for _, m := range list.Data {
-		// Entries for another user or organization are ignored, whatever the filter did.
-		switch {
+		switch { // entries for another user or organization are ignored, whatever the filter did
 		case m.UserID != userID || orgID != "" && m.OrganizationID != orgID:
 		case m.Status == usermanagement.Active:
 			return m.Status, err
@@ -585,9 +533,8 @@ func (s *server) membership(ctx context.Context, userID, orgID string) (usermana
 
 var errWorkOSAnswer = errors.New("unusable WorkOS answer")
 
-// workosAnswer takes from an authentication the user, bounded and claim-safe since it goes into the session cookies,
-// and the WorkOS session id. The id is a claim of WorkOS's access token, which came over the service's own
-// authenticated TLS call, so its signature is not checked; its shape is, strictly, since it goes into the logout URL.
+// workosAnswer takes the user, bounded and claim-safe for the cookies, and the WorkOS session id, from the access token
+// that came over our own TLS call (so unverified), shaped strictly since it goes into the logout URL.
 func workosAnswer(res usermanagement.AuthenticateResponse, err error) (user, string, error) {
 	wu := res.User
 	if err != nil {

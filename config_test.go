@@ -282,7 +282,7 @@ func TestDevelopmentModeDefaults(t *testing.T) {
 		t.Fatalf("an empty environment is development mode: dev %v, %v", cfg.Dev, err)
 	}
 	if cfg.ListenAddr != "127.0.0.1:8080" || cfg.DashboardURL != "http://localhost:8080" || cfg.APIURL != "http://localhost:8080" ||
-		cfg.JWTSecret != nil || cfg.SMTP.Host != "" || cfg.MembersFile != "" || cfg.WorkOS {
+		len(cfg.JWTSecret) != 64 || cfg.SMTP.Host != "" || cfg.MembersFile != "" || cfg.WorkOS {
 		t.Errorf("development defaults %+v", cfg)
 	}
 	for _, want := range []string{"JWT_SECRET", "SMTP_HOST"} {

@@ -1,7 +1,7 @@
 package main
 
-// What must be remembered or shared across replicas (webhook claims, codes, rate limits, sessions) sits behind one
-// small interface: in this process for one replica, in Redis for several. Every key expires.
+// Shared state (webhook claims, codes, rate limits, sessions) behind one interface: in memory for one replica, in Redis
+// for several. Every key expires.
 
 import (
 	"bufio"
@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"net"
 	"net/url"
@@ -25,9 +26,8 @@ import (
 type store interface {
 	// Get returns the value at key; ok is false when there is none.
 	Get(ctx context.Context, key string) (value string, ok bool, err error)
-	// Put makes key hold value for ttl, or deletes it when value is "", if key now holds old: no value when old is
-	// "", whatever it holds when old is anyValue. It reports whether it did; the check and the change are one atomic
-	// step.
+	// Put makes key hold value for ttl (delete it for "") if it now holds old ("": nothing; anyValue: anything), and
+	// reports whether it did, atomically.
 	Put(ctx context.Context, key, old, value string, ttl time.Duration) (bool, error)
 	Ping(ctx context.Context) error
 }
@@ -39,9 +39,8 @@ var (
 	errProtocol    = errors.New("redis protocol error")
 )
 
-// admit records an event under key if fewer than max happened in the last window, else says when a place frees up.
-// The window slides, so no burst fits across a boundary: the value is the events' unix milliseconds, oldest first,
-// written back only if no other request changed it meanwhile (Put's compare-and-set), on any replica.
+// admit records an event under key if fewer than max happened in the sliding window, else says when a place frees.
+// The value is the events' unix milliseconds, written back by compare-and-set, so replicas cannot race past max.
 func admit(ctx context.Context, st store, now time.Time, key string, max int, window time.Duration) (bool, time.Duration, error) {
 	for range 8 {
 		old, _, err := st.Get(ctx, key)
@@ -66,8 +65,7 @@ func admit(ctx context.Context, st store, now time.Time, key string, max int, wi
 	return false, time.Second, nil // eight requests raced this one for the key: too many at once
 }
 
-// memoryStore is the store of one replica. It holds at most max keys, then refuses new ones (the request answers 503)
-// rather than evict: every key protects someone.
+// memoryStore holds at most max keys, then refuses new ones (503) rather than evict: every key protects someone.
 type memoryStore struct {
 	now   func() time.Time
 	max   int
@@ -81,9 +79,7 @@ type memEntry struct {
 	expires time.Time
 }
 
-// memoryMaxKeys: entries are a few hundred bytes at most, so the store stays under about 50 MiB; the per-client
-// limits meet a flood long before it fills.
-const memoryMaxKeys = 100_000
+const memoryMaxKeys = 100_000 // entries of a few hundred bytes at most: about 50 MiB
 
 func newMemoryStore(now func() time.Time, max int) *memoryStore {
 	return &memoryStore{now: now, max: max, m: make(map[string]memEntry)}
@@ -114,11 +110,7 @@ func (s *memoryStore) Put(_ context.Context, key, old, value string, ttl time.Du
 		return true, nil
 	case !ok && len(s.m) >= s.max && now.Sub(s.swept) >= time.Second:
 		s.swept = now // full: sweep what expired, at most once a second
-		for k, e := range s.m {
-			if !now.Before(e.expires) {
-				delete(s.m, k)
-			}
-		}
+		maps.DeleteFunc(s.m, func(_ string, e memEntry) bool { return !now.Before(e.expires) })
 	}
 	if !ok && len(s.m) >= s.max {
 		return false, fmt.Errorf("memory store full (%d keys)", s.max)
@@ -129,11 +121,9 @@ func (s *memoryStore) Put(_ context.Context, key, old, value string, ttl time.Du
 
 func (s *memoryStore) Ping(context.Context) error { return nil }
 
-// redisStore keeps state in Redis, speaking RESP2 over one connection that carries every caller's commands
-// (pipelining, as rueidis does): callers write in turn, the last of a burst flushes, and one reader hands each reply
-// to the oldest waiting caller. A caller that gives up abandons its reply. An I/O or protocol error, a command
-// unanswered within redisCommandTimeout, or a reply saying the server cannot write (a failover) closes the
-// connection; the next command dials again.
+// redisStore speaks RESP2 over one pipelined connection: callers write in turn, and one reader hands each reply to
+// the oldest waiting caller. An I/O or protocol error, a command unanswered in time, or a reply saying the server
+// cannot write (a failover) closes the connection; the next command dials again.
 type redisStore struct {
 	addr, host string // host:port, and host for TLS
 	useTLS     bool
@@ -161,8 +151,7 @@ type redisCall struct {
 	done  chan struct{}
 }
 
-// Limits of the Redis client. The values kept are codes, ids and small JSON documents: a longer line or value means a
-// wrong server, refused before anything is allocated.
+// The values kept are small: a longer line or value means a wrong server, refused before anything is allocated.
 const (
 	redisDialTimeout    = 2 * time.Second
 	redisCommandTimeout = 2 * time.Second // from writing a command to its whole reply
@@ -176,8 +165,8 @@ type redisError string
 
 func (e redisError) Error() string { return string(e) }
 
-// newRedisStore reads redis://[user:pass@]host[:port][/db] or rediss://… (TLS), and nothing it would not honour. Its
-// errors never quote the URL: it holds a password, and a typo can put the password where a host was expected.
+// newRedisStore reads redis://[user:pass@]host[:port][/db] or rediss://… and nothing it would not honour. Errors
+// never quote the URL: a typo can put the password where a host was expected.
 func newRedisStore(raw string) (*redisStore, error) {
 	u, err := url.Parse(raw)
 	if err != nil || u.Scheme != "redis" && u.Scheme != "rediss" || u.Opaque != "" || u.RawQuery != "" ||
@@ -208,7 +197,6 @@ func newRedisStore(raw string) (*redisStore, error) {
 	return s, nil
 }
 
-// Close ends the connection; later commands fail with errStoreClosed.
 func (s *redisStore) Close() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -217,7 +205,7 @@ func (s *redisStore) Close() {
 	}
 }
 
-// connection returns the live connection, or dials one: connects, then AUTHs and SELECTs before any caller's command.
+// connection returns the live connection, or dials one and AUTHs and SELECTs on it before any caller's command.
 func (s *redisStore) connection(ctx context.Context) (*redisConn, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -237,19 +225,16 @@ func (s *redisStore) connection(ctx context.Context) (*redisConn, error) {
 	}
 	nc.SetDeadline(time.Now().Add(redisCommandTimeout))                        // the TLS handshake, AUTH and SELECT
 	stop := context.AfterFunc(ctx, func() { nc.SetDeadline(time.Unix(1, 0)) }) // a /readyz probe waits less
-	if s.useTLS {                                                              // TLS 1.2 is the floor of RFC 8996
+	step := "TLS"
+	if s.useTLS { // TLS 1.2 is the floor of RFC 8996
 		tc := tls.Client(nc, &tls.Config{ServerName: s.host, MinVersion: tls.VersionTLS12, RootCAs: s.roots})
-		if err := tc.Handshake(); err != nil {
-			stop()
-			nc.Close()
-			return nil, fmt.Errorf("redis TLS %s: %w", s.addr, cmp.Or(ctx.Err(), err))
-		}
-		nc = tc
+		nc, err = tc, tc.Handshake()
 	}
 	c := &redisConn{nc: nc, bw: bufio.NewWriter(nc), br: bufio.NewReaderSize(nc, maxLineLen),
 		pending: make(chan *redisCall, maxInFlight), dead: make(chan struct{})}
-	for _, args := range s.setup {
-		writeCommand(c.bw, args)
+	for i := 0; i < len(s.setup) && err == nil; i++ {
+		step = s.setup[i][0]
+		writeCommand(c.bw, s.setup[i])
 		var v any
 		if err = c.bw.Flush(); err == nil {
 			v = c.readReply()
@@ -257,15 +242,10 @@ func (s *redisStore) connection(ctx context.Context) (*redisConn, error) {
 		if err = cmp.Or(err, replyError(v)); err == nil && v != "OK" {
 			err = unexpected(v)
 		}
-		if err != nil {
-			stop()
-			nc.Close()
-			return nil, fmt.Errorf("redis %s: %w", args[0], cmp.Or(ctx.Err(), err)) // a reply never echoes the password
-		}
 	}
-	if !stop() {
+	if !stop() || err != nil { // a reply never echoes the password
 		nc.Close()
-		return nil, ctx.Err()
+		return nil, fmt.Errorf("redis %s %s: %w", step, s.addr, cmp.Or(ctx.Err(), err))
 	}
 	nc.SetDeadline(time.Time{})
 	go c.readLoop()
@@ -281,18 +261,16 @@ func (c *redisConn) fail(err error) {
 	})
 }
 
-// readLoop hands each reply to the oldest waiting call. It reads even while none waits, so that a server closing an
-// idle connection (a restart, a timeout) is noticed before the next command is sent to it.
+// readLoop hands each reply to the oldest waiting call. It reads even while none waits, so that a closed idle
+// connection is noticed before the next command.
 func (c *redisConn) readLoop() {
-	for {
+	for err := error(nil); err == nil; {
 		v := c.readReply()
-		err := replyError(v)
-		if re, ok := err.(redisError); ok {
-			// An error reply leaves the connection in step, but a replica after a failover or a server still loading
-			// is no use: the next dial reaches the primary.
-			if code, _, _ := strings.Cut(string(re), " "); code != "READONLY" && code != "LOADING" && code != "MASTERDOWN" {
-				err = nil
-			}
+		err = replyError(v)
+		// A replica after a failover or a server still loading is no use: the next dial reaches the primary.
+		re, isReply := err.(redisError)
+		if code, _, _ := strings.Cut(string(re), " "); isReply && code != "READONLY" && code != "LOADING" && code != "MASTERDOWN" {
+			err = nil
 		}
 		var call *redisCall
 		select {
@@ -307,14 +285,10 @@ func (c *redisConn) readLoop() {
 			call.reply = v
 			close(call.done)
 		}
-		if err != nil {
-			return
-		}
 	}
 }
 
-// do sends one command and waits for its reply, the end of its connection, the command timeout or ctx, whichever
-// comes first.
+// do sends one command and waits for its reply, the end of its connection, the command timeout or ctx.
 func (s *redisStore) do(ctx context.Context, args ...string) (any, error) {
 	c, err := s.connection(ctx)
 	if err != nil {
@@ -339,11 +313,9 @@ func (s *redisStore) do(ctx context.Context, args ...string) (any, error) {
 	defer timer.Stop()
 	select {
 	case <-call.done:
-		return call.reply, replyError(call.reply)
 	case <-c.dead:
 		select {
 		case <-call.done: // answered just before the connection ended
-			return call.reply, replyError(call.reply)
 		default:
 			return nil, c.err
 		}
@@ -354,10 +326,10 @@ func (s *redisStore) do(ctx context.Context, args ...string) (any, error) {
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
+	return call.reply, replyError(call.reply)
 }
 
-// writeCommand writes args as an array of bulk strings. Redis reads a bulk string by its length, so no byte inside an
-// argument can end it or start another command.
+// writeCommand writes args as bulk strings, read by length: no byte of an argument can end it or start a command.
 func writeCommand(bw *bufio.Writer, args []string) {
 	bw.WriteString("*" + strconv.Itoa(len(args)) + "\r\n")
 	for _, a := range args {
@@ -365,9 +337,8 @@ func writeCommand(bw *bufio.Writer, args []string) {
 	}
 }
 
-// readReply reads one reply: a string (status), int64, []byte (bulk) or nil, or an error: a redisError for an error
-// reply, any other for I/O or a reply out of protocol. No command sent here answers with an array or a negative
-// integer, and RESP3's types need a HELLO 3 never sent.
+// readReply reads a reply: a status string, int64, []byte (bulk), nil, a redisError, or another error for I/O or a
+// reply out of protocol. No command sent answers with an array or a negative integer; RESP3 needs a HELLO 3.
 func (c *redisConn) readReply() any {
 	line, err := c.br.ReadSlice('\n')
 	if err == nil && (len(line) < 3 || line[len(line)-2] != '\r' || bytes.IndexByte(line[:len(line)-2], '\r') >= 0) {
@@ -436,22 +407,18 @@ func (s *redisStore) Get(ctx context.Context, key string) (string, bool, error) 
 
 func (s *redisStore) Put(ctx context.Context, key, old, value string, ttl time.Duration) (bool, error) {
 	ms := strconv.FormatInt(int64((ttl+time.Millisecond-1)/time.Millisecond), 10)
-	var v any
-	var err error
+	args := []string{"EVAL", putScript, "1", key, old, value, ms}
 	switch {
 	case old == anyValue && value == "":
-		if v, err = s.do(ctx, "DEL", key); v == int64(0) {
-			v = int64(1) // there was nothing to delete: done all the same
-		}
+		args = []string{"DEL", key}
 	case old == anyValue:
-		v, err = s.do(ctx, "SET", key, value, "PX", ms)
+		args = []string{"SET", key, value, "PX", ms}
 	case old == "" && value != "":
-		v, err = s.do(ctx, "SET", key, value, "PX", ms, "NX")
-	default:
-		v, err = s.do(ctx, "EVAL", putScript, "1", key, old, value, ms)
+		args = []string{"SET", key, value, "PX", ms, "NX"}
 	}
+	v, err := s.do(ctx, args...)
 	if err == nil && (v == "OK" || v == int64(1) || v == nil || v == int64(0)) {
-		return v == "OK" || v == int64(1), nil
+		return v == "OK" || v == int64(1) || args[0] == "DEL", nil // nothing to delete is done all the same
 	}
 	return false, fmt.Errorf("redis PUT %q: %w", key, cmp.Or(err, unexpected(v)))
 }

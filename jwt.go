@@ -1,7 +1,7 @@
 package main
 
-// Session tokens are HS256 JWTs (RFC 7519) of exactly one shape, and a session is a record in the store that they
-// name. Nothing in a token chooses how it is checked.
+// Session tokens are HS256 JWTs (RFC 7519) of one shape, naming a session record in the store. Nothing in a token
+// chooses how it is checked.
 
 import (
 	"bytes"
@@ -30,8 +30,7 @@ import (
 )
 
 const (
-	// tokenHeader is {"alg":"HS256","typ":"JWT"} in base64url, the one header signed or accepted (contract, Session).
-	// Compared as bytes, it ends "alg":"none" and algorithm confusion before anything is decoded.
+	// tokenHeader, {"alg":"HS256","typ":"JWT"}, compared as bytes: no "none" or algorithm confusion, nothing decoded.
 	tokenHeader   = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9"
 	minKeyBytes   = 32           // RFC 7518 §3.2: an HS256 key at least as long as the hash
 	maxTokenBytes = 4096         // a whole cookie's limit (RFC 6265 §6.1)
@@ -45,6 +44,7 @@ var (
 	errWrongClaim      = errors.New("token claim does not match")
 	errTokenExpired    = errors.New("token expired")
 	errTokenFromFuture = errors.New("token issued in the future")
+	errNoSession       = errors.New("no valid session")
 )
 
 // claims are the ten claims of a session token, every one required.
@@ -59,9 +59,8 @@ func (c *claims) fields() []field {
 		{"iat", nil, &c.Iat}, {"exp", nil, &c.Exp}}
 }
 
-// mac is HMAC-SHA256 of the concatenated parts: the one MAC of the service (tokens, code hashes, derived keys,
-// webhook signatures). macPools keeps, per key, states whose key pads are hashed once (hmac.Reset keeps them), so a
-// MAC costs no key setup.
+// mac is HMAC-SHA256 of the parts, the service's one MAC. macPools keeps per key states whose key pads are hashed
+// once (hmac.Reset keeps them), so a MAC costs no key setup.
 func mac(key []byte, parts ...[]byte) []byte {
 	p, ok := macPools.Load(string(key))
 	if !ok {
@@ -82,14 +81,13 @@ var macPools sync.Map // string(key) → *sync.Pool of hash.Hash
 // deriveKey makes an independent key for one purpose, so that a MAC made for one use can never pass for another.
 func deriveKey(secret []byte, purpose string) []byte { return mac(secret, []byte(purpose)) }
 
-// randomID returns n random bytes in hex.
 func randomID(n int) string {
 	b := make([]byte, n)
 	rand.Read(b) // never fails: crypto/rand aborts the program instead
 	return hex.EncodeToString(b)
 }
 
-// signToken returns the token for c under key. checkShape leaves no byte in a claim that JSON would escape.
+// signToken returns the token for c under key; checkShape leaves no byte in a claim that JSON would escape.
 func signToken(key []byte, c claims) (string, error) {
 	if err := checkShape(c); err != nil {
 		return "", fmt.Errorf("sign token: %w", err)
@@ -111,9 +109,8 @@ func signToken(key []byte, c claims) (string, error) {
 	return string(b), nil
 }
 
-// verifyToken returns the claims of token if one of keys (the current one, then one still accepted while keys rotate)
-// signed it, for issuer, of type typ, valid at now. The MAC over the raw "header.payload" bytes is compared before
-// the payload is decoded. Errors never quote the token: it is a bearer credential.
+// verifyToken returns the claims of token if one of keys signed it, for issuer, of type typ, valid at now. The MAC is
+// compared before the payload is decoded. Errors never quote the token: it is a bearer credential.
 func verifyToken(token string, keys [][]byte, issuer, typ string, now time.Time) (claims, error) {
 	var c claims
 	head, rest, _ := strings.Cut(token, ".")
@@ -157,8 +154,7 @@ func verifyToken(token string, keys [][]byte, issuer, typ string, now time.Time)
 	return c, nil
 }
 
-// isBase64URL reports whether s is non-empty and only of the base64url alphabet (RFC 4648 §5). Go's decoder skips CR
-// and LF even in Strict mode; refusing them here gives every token and sealed value exactly one spelling.
+// isBase64URL reports whether s is non-empty base64url (RFC 4648 §5). Go's decoder skips CR and LF even in Strict mode.
 func isBase64URL(s string) bool {
 	for i := 0; i < len(s); i++ {
 		if b := s[i]; !('A' <= b && b <= 'Z' || 'a' <= b && b <= 'z' || '0' <= b && b <= '9' || b == '-' || b == '_') {
@@ -168,8 +164,7 @@ func isBase64URL(s string) bool {
 	return s != ""
 }
 
-// checkShape reports whether c is a claims set we would sign: every string non-empty UTF-8 free of control bytes,
-// quotes and backslashes, a known typ, and 1 <= iat < exp <= maxUnix.
+// checkShape reports whether c is a claims set we would sign: every string claimSafe, a known typ, 1 <= iat < exp.
 func checkShape(c claims) error {
 	for _, v := range [...]string{c.Iss, c.Aud, c.Sub, c.Email, c.Org, c.Sid, c.Typ, c.Jti} {
 		if !claimSafe(v) {
@@ -187,18 +182,16 @@ func claimSafe(s string) bool {
 	return s != "" && !strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r == '"' || r == '\\' || r == utf8.RuneError })
 }
 
-// field is a member a JSON object may hold: a string, or a non-negative integer.
+// field is a member a JSON object may hold: a string or a non-negative integer.
 type field struct {
 	name string
 	s    *string
 	n    *int64
 }
 
-// parseObject is the one reader of untrusted JSON (request bodies, token claims): one flat object whose members are
-// among fields, each at most once, in any order with any insignificant whitespace (RFC 8259), and nothing after it.
-// Names match exactly once their escapes are decoded, so no duplicate, case variant ("ISS") or unknown member gets
-// past: two parsers that pick different duplicates are a classic bypass. Integers are digits alone (no 1e9, 1.0 or
-// "1"). It returns a snake_case reason, or "".
+// parseObject is the one reader of untrusted JSON (bodies, claims): one flat object of members among fields, each at
+// most once, and nothing after it (RFC 8259). No duplicate, case variant or unknown member gets past: parsers that
+// pick different duplicates are a classic bypass. Integers are digits alone. It returns a reason, or "".
 func parseObject(p []byte, fields []field) string {
 	d := jsonScanner{p: p}
 	if !d.eat('{') {
@@ -258,8 +251,7 @@ func (d *jsonScanner) eat(b byte) bool {
 	return false
 }
 
-// str reads a string: one without escapes as it is, after checking its bytes; one with escapes through encoding/json,
-// which checks each.
+// str reads a string: without escapes as it is, with them through encoding/json.
 func (d *jsonScanner) str() (string, bool) {
 	if d.ws(); d.i >= len(d.p) || d.p[d.i] != '"' {
 		return "", false
@@ -281,7 +273,6 @@ func (d *jsonScanner) str() (string, bool) {
 	return v, utf8.Valid(raw) && json.Unmarshal(raw, &v) == nil
 }
 
-// int reads a non-negative integer of digits alone.
 func (d *jsonScanner) int() (int64, bool) {
 	d.ws()
 	start := d.i
@@ -291,11 +282,9 @@ func (d *jsonScanner) int() (int64, bool) {
 	return parseDigits(d.p[start:d.i], 19)
 }
 
-// A session is a record in the store under session:<sid>, named by two signed cookies, and the record is the truth:
-// deleting it (logout, a replayed refresh token, a lost membership) makes every token of the session answer 401 on
-// every replica sharing the store. It is stored as a line of what changes ("<sign-in unix time> <WorkOS session id>
-// <refresh jti> <previous refresh jti> <when that was spent, unix ms>") and the JSON that GET /v2/user/me/, the hot
-// path, answers as it is.
+// A session is a record under session:<sid>, and the truth: deleting it (logout, a replayed refresh token, a lost
+// membership) makes every token of it answer 401 on every replica. It is a line of what changes and the JSON that GET
+// /v2/user/me/, the hot path, answers as it is.
 type sessionRecord struct {
 	User   user   `json:"user"`
 	Org    string `json:"organization_id"`
@@ -313,10 +302,7 @@ type session struct {
 	raw, body string // the whole record, and its me JSON
 }
 
-var errNoSession = errors.New("no valid session")
-
-// session verifies the cookie of typ ("access" or "refresh") and loads its record. A store failure comes back as
-// is, so that the caller answers 503 rather than sign the person out.
+// session verifies the cookie of typ and loads its record; a store failure comes back as is, to answer 503.
 func (s *server) session(r *http.Request, typ string) (*session, error) {
 	ck, err := r.Cookie(s.cookieName(typ + "_token"))
 	if err != nil {
@@ -346,15 +332,13 @@ func (ss *session) record() (rec sessionRecord, err error) {
 	return rec, err
 }
 
-// requireSession is session for a handler: it answers 401 or 503 itself. A request with no session cookie at all is
-// a signed-out visitor (not_signed_in, not worth a log line); one with a cookie that did not do is session_expired,
+// requireSession answers 401 or 503 itself: not_signed_in, unlogged, without session cookies; else session_expired,
 // which tells the page a refresh may help.
 func (s *server) requireSession(w http.ResponseWriter, r *http.Request, typ string) (*session, bool) {
 	ss, err := s.session(r, typ)
-	_, noAccess := r.Cookie(s.cookieName("access_token"))
-	_, noRefresh := r.Cookie(s.cookieName("refresh_token"))
+	absent := func(base string) bool { _, err := r.Cookie(s.cookieName(base)); return err != nil }
 	switch {
-	case errors.Is(err, errNoSession) && noAccess != nil && noRefresh != nil:
+	case errors.Is(err, errNoSession) && absent("access_token") && absent("refresh_token"):
 		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "not_signed_in"})
 	case errors.Is(err, errNoSession):
 		s.fail(w, r, http.StatusUnauthorized, "session_expired")
@@ -364,8 +348,8 @@ func (s *server) requireSession(w http.ResponseWriter, r *http.Request, typ stri
 	return ss, err == nil
 }
 
-// issue signs a fresh pair of tokens for sid and writes its record, with the new refresh jti, if the store holds old
-// there ("" for a new session); only then does it set the cookies. No token outlives SESSION_MAX_AGE.
+// issue signs a pair of tokens for sid and writes its record if the store holds old there ("" for a new session),
+// then sets the cookies. No token outlives SESSION_MAX_AGE.
 func (s *server) issue(ctx context.Context, w http.ResponseWriter, sid string, rec sessionRecord, old string) (bool, error) {
 	now := s.now().Unix()
 	end := rec.Start + int64(s.cfg.SessionMaxAge/time.Second)
@@ -380,7 +364,7 @@ func (s *server) issue(ctx context.Context, w http.ResponseWriter, sid string, r
 		}
 		exps[i] = c.Exp
 	}
-	body, _ := json.Marshal(rec) // cannot fail: strings only
+	body, _ := json.Marshal(rec)
 	value := fmt.Sprintf("%d %s %s %s %d\n%s", rec.Start, cmp.Or(rec.WorkOS, "-"), c.Jti, cmp.Or(rec.Prev, "-"), rec.Spent, body)
 	// The record outlives the refresh token by the leeway verifyToken grants it.
 	done, err := s.store.Put(ctx, s.key("session", sid), old, value, time.Duration(c.Exp+leeway-now)*time.Second)
@@ -392,27 +376,21 @@ func (s *server) issue(ctx context.Context, w http.ResponseWriter, sid string, r
 	return true, nil
 }
 
-// cookieName applies the prefixes with which browsers enforce Secure and Path=/ (and, for __Host-, no Domain): RFC
-// 6265bis §4.1.3. Plain http in development mode cannot carry them.
+// cookieName adds the prefix with which browsers enforce Secure and Path=/ (RFC 6265bis §4.1.3); not over plain http.
 func (s *server) cookieName(base string) string {
-	switch {
-	case s.cfg.Dev:
+	if s.cfg.Dev {
 		return base
-	case s.cfg.CookieDomain != "":
-		return "__Secure-" + base
 	}
-	return "__Host-" + base
+	return map[bool]string{true: "__Secure-", false: "__Host-"}[s.cfg.CookieDomain != ""] + base
 }
 
 // setCookie sets an HttpOnly, SameSite=Lax cookie for ttl; a ttl under a second clears it.
 func (s *server) setCookie(w http.ResponseWriter, name, value string, ttl time.Duration) {
+	// MaxAge -1 is written as Max-Age=0: delete now.
 	c := &http.Cookie{Name: name, Value: value, Path: "/", HttpOnly: true, Secure: !s.cfg.Dev,
-		SameSite: http.SameSiteLaxMode, MaxAge: max(-1, int(ttl/time.Second)), Domain: s.cfg.CookieDomain}
+		SameSite: http.SameSiteLaxMode, MaxAge: cmp.Or(max(-1, int(ttl/time.Second)), -1), Domain: s.cfg.CookieDomain}
 	if s.cfg.Dev {
 		c.Domain = ""
-	}
-	if c.MaxAge == 0 {
-		c.MaxAge = -1 // written as Max-Age=0: delete now
 	}
 	w.Header().Add("Set-Cookie", c.String())
 	w.Header().Set("Cache-Control", "no-store")
@@ -426,10 +404,9 @@ func (s *server) handleMe(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// handleRefresh spends the session's current refresh token for a new pair, by compare-and-set on its record, so that
-// of two refreshes (or a refresh and a logout) only one wins. The token spent before it, seen again within
-// REFRESH_REUSE_INTERVAL, is two tabs racing and only fails; any other (later, or older) was stolen and replayed,
-// and the whole session ends (RFC 9700 §4.14.2). Refresh is also where a session meets the membership rules again.
+// handleRefresh spends the current refresh token by compare-and-set on the record: of two refreshes (or one and a
+// logout) one wins. The previous token within REFRESH_REUSE_INTERVAL is two tabs racing and fails; any other spent one
+// was replayed and ends the session (RFC 9700 §4.14.2). Membership is checked again here.
 func (s *server) handleRefresh(w http.ResponseWriter, r *http.Request) {
 	ss, ok := s.requireSession(w, r, "refresh")
 	if !ok {
@@ -480,8 +457,7 @@ func (s *server) revoke(w http.ResponseWriter, r *http.Request, sid string) bool
 	return true
 }
 
-// handleLogout ends the session named by either cookie, clears both, and in WorkOS mode says where to end the WorkOS
-// session too.
+// handleLogout ends the session of either cookie, clears both, and says where to end the WorkOS session too.
 func (s *server) handleLogout(w http.ResponseWriter, r *http.Request) {
 	ss, err := s.session(r, "access")
 	if errors.Is(err, errNoSession) {
@@ -502,17 +478,15 @@ func (s *server) handleLogout(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// Sealed cookies keep a sign-in's in-between state in the browser, which can neither read nor forge them:
-// base64url(nonce || AES-256-GCM(JSON)), the cookie's name bound as additional data, so a value sealed for one never
-// opens as another. A random 96-bit nonce is safe for 2^32 seals per key (NIST SP 800-38D §8.3).
+// seal keeps a sign-in's in-between state in the browser, unreadable and unforgeable: base64url(nonce ||
+// AES-256-GCM(JSON)) with name as additional data. Random nonces are safe for 2^32 seals a key (SP 800-38D §8.3).
 func (s *server) seal(name string, v any) string {
 	plain, _ := json.Marshal(v) // cannot fail: plain structs of strings
 	nonce := make([]byte, 12)
 	rand.Read(nonce)
-	return base64.RawURLEncoding.EncodeToString(gcm(s.sealKeys[0]).Seal(nonce, nonce, plain, []byte(name)))
+	return base64.RawURLEncoding.EncodeToString(gcm(s.keys[0]).Seal(nonce, nonce, plain, []byte(name)))
 }
 
-// unseal opens a value sealed for name under any current key into v.
 func (s *server) unseal(name, value string, v any) error {
 	raw, err := []byte(nil), errMalformedToken
 	if len(value) <= maxTokenBytes && isBase64URL(value) {
@@ -521,7 +495,7 @@ func (s *server) unseal(name, value string, v any) error {
 	if err != nil || len(raw) < 12+16 { // a nonce and a tag at least
 		return fmt.Errorf("sealed %s: not a sealed value", name)
 	}
-	for _, k := range s.sealKeys {
+	for _, k := range s.keys {
 		if plain, err := gcm(k).Open(nil, raw[:12], raw[12:], []byte(name)); err == nil {
 			return json.Unmarshal(plain, v) // our own JSON, authenticated
 		}
@@ -529,8 +503,9 @@ func (s *server) unseal(name, value string, v any) error {
 	return fmt.Errorf("sealed %s: does not open under any key", name)
 }
 
-func gcm(key []byte) cipher.AEAD {
-	block, _ := aes.NewCipher(key) // cannot fail: derived keys are 32 bytes
+// gcm is AES-256-GCM under a key derived from a JWT key.
+func gcm(jwtKey []byte) cipher.AEAD {
+	block, _ := aes.NewCipher(deriveKey(jwtKey, "dashauth state cookie v1")) // cannot fail: 32 bytes
 	aead, _ := cipher.NewGCM(block)
 	return aead
 }

@@ -4,6 +4,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -18,16 +19,14 @@ import (
 	"time"
 )
 
-// codeMail is a sign-in code on its way to a person.
+// codeMail is a sign-in code on its way to To, with a Link back to signing in. ID is a Message-ID's left part (the
+// WorkOS event's, so a retry repeats it) or "".
 type codeMail struct {
-	To      string // one bare address that parseEmail accepted
-	Code    string // six digits
-	Expires time.Time
-	Link    string // where to go back to signing in
-	ID      string // a Message-ID's left part (a WorkOS event id, so a retry repeats it), or ""
+	To, Code, Link, ID string
+	Expires            time.Time
 }
 
-// mailer sends a code mail; nil means the mail was accepted for delivery.
+// mailer sends a code mail; nil means it was accepted for delivery.
 type mailer interface {
 	Send(ctx context.Context, m codeMail) error
 }
@@ -39,9 +38,8 @@ const (
 
 var errUnmailable = errors.New("not a mail the service writes to the wire")
 
-// parseEmail accepts one bare address of at most maxAddressBytes and returns it in lower case. It is stricter than
-// RFC 5322 on purpose, and the only address grammar of the service: no display name, quotes, comments, comma,
-// whitespace or control bytes, an ASCII local part, and a dotted domain of letters, digits and hyphens.
+// parseEmail is the service's one address grammar, stricter than RFC 5322 on purpose: one bare address, an ASCII local
+// part, a dotted domain of letters, digits and hyphens. It returns it in lower case.
 func parseEmail(s string) (string, bool) {
 	local, domain, ok := strings.Cut(s, "@")
 	if !ok || len(s) > maxAddressBytes || local == "" || len(local) > 64 || strings.Trim(local, ".") != local ||
@@ -61,24 +59,16 @@ func parseEmail(s string) (string, bool) {
 	return strings.ToLower(s), true
 }
 
-// validCode accepts exactly six ASCII digits.
-func validCode(code string) bool {
-	return len(code) == 6 && strings.Trim(code, "0123456789") == ""
-}
+func validCode(code string) bool { return len(code) == 6 && strings.Trim(code, "0123456789") == "" }
 
-// buildMessage writes m as a multipart/alternative mail (RFC 2046) with CRLF line ends. Every value that reaches a
-// header or the body is checked first, and the whole mail must be printable ASCII in lines of at most 998 bytes (RFC
-// 5322 §2.1.1), so it travels as 7bit: no encoding to get wrong, and no byte of the input can start a header or a
-// part.
+// buildMessage writes m as multipart/alternative (RFC 2046). Every value is checked first, and the whole mail must be
+// printable ASCII in lines of at most 998 bytes (RFC 5322 §2.1.1): 7bit, and no input byte can start a header or part.
 func buildMessage(from string, m codeMail, now time.Time) ([]byte, error) {
 	_, domain, _ := strings.Cut(from, "@")
 	if _, ok := parseEmail(m.To); !ok || !validCode(m.Code) || strings.Trim(m.ID, idBytes) != "" || strings.Trim(m.Link, printableASCII) != "" {
 		return nil, fmt.Errorf("mail to %q: %w", m.To, errUnmailable)
 	}
-	id := m.ID
-	if id == "" {
-		id = randomID(16)
-	}
+	id := cmp.Or(m.ID, randomID(16))
 	boundary := "=_" + randomID(12) // "=_" is not in any body we write
 	validity := "It can be used once, until " + m.Expires.UTC().Format("15:04 UTC") + "."
 	var b bytes.Buffer
@@ -106,15 +96,13 @@ const (
 	idBytes        = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-"
 )
 
-// smtpConfig is the checked SMTP_* configuration.
 type smtpConfig struct {
 	Host, Port, Username, Password, From string
 	TLS                                  string         // "starttls", "tls" (implicit) or "none" (loopback only)
 	RootCAs                              *x509.CertPool // nil: the system's
 }
 
-// smtpMailer sends over SMTP. net/smtp's SendMail has no deadline and upgrades to TLS only "if possible"; this dials
-// its own connection, requires the TLS it is told to use, and bounds the whole exchange.
+// smtpMailer sends over SMTP. net/smtp's SendMail has no deadline and uses TLS only "if possible"; this requires it.
 type smtpMailer struct{ cfg smtpConfig }
 
 func (s smtpMailer) Send(ctx context.Context, m codeMail) error {
@@ -125,33 +113,24 @@ func (s smtpMailer) Send(ctx context.Context, m codeMail) error {
 	return s.exchange(ctx, m.To, raw)
 }
 
-// exchange speaks SMTP under one deadline: the sooner of smtpTimeout and ctx's. With no mail (raw nil) it stops after
-// AUTH: dashauth check's probe.
+// exchange speaks SMTP within smtpTimeout and ctx; with raw nil it stops after AUTH (dashauth check).
 func (s smtpMailer) exchange(ctx context.Context, to string, raw []byte) (err error) {
 	addr := net.JoinHostPort(s.cfg.Host, s.cfg.Port)
-	deadline := time.Now().Add(smtpTimeout)
-	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
-		deadline = d
-	}
-	conn, err := (&net.Dialer{Deadline: deadline}).DialContext(ctx, "tcp", addr)
+	ctx, cancel := context.WithTimeout(ctx, smtpTimeout)
+	defer cancel()
+	conn, err := (&net.Dialer{}).DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return fmt.Errorf("smtp dial %s: %w", addr, err)
 	}
 	defer conn.Close()
-	conn.SetDeadline(deadline)
-	// Cancelling ctx ends the exchange too: a deadline in the past wakes any read or write.
-	dialed := conn
+	dialed := conn // the end of ctx, by deadline or cancel, wakes any read or write
 	defer context.AfterFunc(ctx, func() { dialed.SetDeadline(time.Unix(1, 0)) })()
 	step := "greeting"
 	defer func() {
-		if err != nil && ctx.Err() != nil {
-			err = fmt.Errorf("%w: %w", ctx.Err(), err)
-		}
 		if err != nil {
-			err = fmt.Errorf("smtp %s at %s: %w", step, addr, err)
+			err = fmt.Errorf("smtp %s at %s: %w", step, addr, errors.Join(ctx.Err(), err))
 		}
 	}()
-	// TLS 1.2 is the floor of RFC 8996 and RFC 9325 §4.1.
 	tc := &tls.Config{ServerName: s.cfg.Host, RootCAs: s.cfg.RootCAs, MinVersion: tls.VersionTLS12}
 	if s.cfg.TLS == "tls" {
 		conn = tls.Client(conn, tc)
@@ -161,8 +140,7 @@ func (s smtpMailer) exchange(ctx context.Context, to string, raw []byte) (err er
 		step, err = "EHLO", c.Hello("localhost")
 	}
 	if err == nil && s.cfg.TLS == "starttls" {
-		// Never fall back to clear text: a server that does not offer STARTTLS, or an attacker who strips it from the
-		// reply, gets nothing.
+		// Never clear text: a server that does not offer STARTTLS, or an attacker who strips it, gets nothing.
 		step, err = "STARTTLS", errors.New("the server does not offer STARTTLS")
 		if ok, _ := c.Extension("STARTTLS"); ok {
 			err = c.StartTLS(tc)
@@ -210,10 +188,7 @@ func (l logMailer) Send(_ context.Context, m codeMail) error {
 
 // sendCode is the one way a code is mailed, by email+code and by the webhook alike.
 func (s *server) sendCode(ctx context.Context, to, code string, expires time.Time, id string) error {
-	link := s.cfg.DashboardURL
-	if s.workos != nil {
-		link = s.cfg.WorkOSSigninBaseURL
-	}
+	link := map[bool]string{true: s.cfg.WorkOSSigninBaseURL, false: s.cfg.DashboardURL}[s.workos != nil]
 	if err := s.mail.Send(ctx, codeMail{To: to, Code: code, Expires: expires, Link: link, ID: id}); err != nil {
 		s.count("dashauth_mails_total", "failed")
 		s.log.Error("mail failed", "err", err)

@@ -1,13 +1,11 @@
 // Command dashauth signs people in to a self-hosted dashboard: email+code or WorkOS AuthKit, JWT cookie sessions, and
-// the WorkOS webhook that mails magic-auth codes exactly once. README.md says how to run it; SECURITY.md what it
-// defends, where, and the proof.
+// the WorkOS webhook that mails magic-auth codes exactly once. SECURITY.md maps what it defends to code and proof.
 package main
 
 import (
 	"bytes"
 	"cmp"
 	"context"
-	"crypto/rand"
 	"embed"
 	"encoding/json"
 	"errors"
@@ -72,8 +70,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	return s.serve(ctx, ln)
 }
 
-// Limits of the HTTP server: without them a client that opens a connection and sends nothing holds a goroutine for
-// ever (tailscale's cmd/derper). A webhook answers after its delivery, and shutdown waits for deliveries.
+// Without these a client that sends nothing holds a goroutine for ever. A webhook answers after its delivery.
 const (
 	readHeaderTimeout = 5 * time.Second
 	readTimeout       = 15 * time.Second
@@ -85,7 +82,6 @@ const (
 	maxWebhookBody    = 1 << 20  // contract, "Webhook"
 )
 
-// server holds every dependency; handlers are its methods.
 type server struct {
 	cfg      config
 	log      *slog.Logger
@@ -94,29 +90,18 @@ type server struct {
 	members  memberList             // nil: anyone, in development mode
 	workos   *usermanagement.Client // nil unless IS_WORKOS_INTEGRATED
 	keys     [][]byte               // JWT keys, the current one first
-	sealKeys [][]byte               // one derived from each JWT key, for sealed cookies
-	codeKey  []byte                 // derived from the current key: code hashes, address ids
 	counters map[string]*atomic.Uint64
 	now      func() time.Time
-	// background is work that outlives its request (mail after the answer, webhook deliveries): shutdown waits for
-	// it before the store closes.
+	// background is work that outlives its request (mails, deliveries); shutdown waits for it.
 	background sync.WaitGroup
 }
 
 func newServer(cfg config, log *slog.Logger, now func() time.Time) (*server, error) {
 	s := &server{cfg: cfg, log: log, now: now, store: newMemoryStore(now, memoryMaxKeys), mail: logMailer{log},
 		keys: [][]byte{cfg.JWTSecret}, counters: make(map[string]*atomic.Uint64)}
-	if cfg.JWTSecret == nil { // development mode
-		s.keys[0] = make([]byte, 32)
-		rand.Read(s.keys[0])
-	}
 	if cfg.JWTSecretPrevious != nil {
 		s.keys = append(s.keys, cfg.JWTSecretPrevious)
 	}
-	for _, k := range s.keys {
-		s.sealKeys = append(s.sealKeys, deriveKey(k, "dashauth state cookie v1"))
-	}
-	s.codeKey = deriveKey(s.keys[0], "dashauth login codes v1")
 	for _, f := range counterFamilies {
 		for _, v := range f.values {
 			s.counters[f.name+"\x00"+v] = new(atomic.Uint64)
@@ -125,8 +110,10 @@ func newServer(cfg config, log *slog.Logger, now func() time.Time) (*server, err
 	if cfg.SMTP.Host != "" {
 		s.mail = smtpMailer{cfg.SMTP}
 	}
-	if cfg.WorkOS {
-		s.workos = newWorkOSClient(cfg)
+	if cfg.WorkOS { // the SDK's client, bounded in time and in what it reads (workosTransport)
+		s.workos = usermanagement.NewClient(cfg.WorkOSAPIKey)
+		s.workos.Endpoint = cfg.WorkOSAPIBaseURL
+		s.workos.HTTPClient = &http.Client{Timeout: workosTimeout, Transport: workosTransport{}}
 	}
 	var err error
 	if s.members, err = loadMembers(cfg.MembersFile); err == nil && cfg.RedisURL != "" {
@@ -136,17 +123,12 @@ func newServer(cfg config, log *slog.Logger, now func() time.Time) (*server, err
 }
 
 func (s *server) flow() string {
-	if s.cfg.WorkOS {
-		return "workos"
-	}
-	return "email_code"
+	return map[bool]string{true: "workos", false: "email_code"}[s.cfg.WorkOS]
 }
 
-// key builds a store key under REDIS_KEY_PREFIX.
 func (s *server) key(parts ...string) string { return s.cfg.KeyPrefix + strings.Join(parts, ":") }
 
-// serve answers on ln until ctx is done, then drains: requests in flight finish, then the work that outlives them,
-// each within the grace; only then does the store close.
+// serve answers on ln until ctx is done, then drains requests and background work within the grace, then closes.
 func (s *server) serve(ctx context.Context, ln net.Listener) error {
 	srv := &http.Server{Handler: s.routes(), ReadHeaderTimeout: readHeaderTimeout, ReadTimeout: readTimeout,
 		WriteTimeout: writeTimeout, IdleTimeout: idleTimeout, MaxHeaderBytes: maxHeaderBytes,
@@ -179,8 +161,7 @@ func (s *server) serve(ctx context.Context, ln net.Listener) error {
 	return nil
 }
 
-// check is dashauth check: the configuration loaded as a start would, then each configured dependency reached
-// without changing anything a user sees, a line each on out.
+// check is dashauth check: the configuration loaded as a start would, then each dependency reached, a line each.
 func check(ctx context.Context, cfg config, err error, out io.Writer) error {
 	var s *server
 	if err == nil {
@@ -191,8 +172,6 @@ func check(ctx context.Context, cfg config, err error, out io.Writer) error {
 		return errors.New("dashauth check: the configuration is not usable")
 	}
 	fmt.Fprintf(out, "ok config: %s sign-in, development mode %v, Redis %v\n", s.flow(), cfg.Dev, cfg.RedisURL != "")
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
 	var failed error
 	report := func(name, ok string, err error) {
 		if failed = cmp.Or(failed, err); err != nil {
@@ -221,7 +200,7 @@ func check(ctx context.Context, cfg config, err error, out io.Writer) error {
 	return nil
 }
 
-// route is one endpoint: method, exact path, the sign-in flow it belongs to ("" for either), handler.
+// route is one endpoint: method, exact path, the sign-in flow it belongs to ("" for either).
 type route struct {
 	method, path, flow string
 	h                  http.HandlerFunc
@@ -269,19 +248,19 @@ func (s *server) routes() http.Handler {
 	return s.guard(mux)
 }
 
-// endpoint runs the checks of a routed request, in order: the sign-in flow that is off (404); a POST from another
-// site (403, login CSRF: a browser always sends Origin on a cross-site POST); a body that is not JSON (415, which a
-// cross-site form cannot send). The webhook comes from WorkOS, not a browser: its signature is its proof.
+// endpoint refuses, in order: the flow that is off (404); a POST from another site (403: login CSRF); a body not
+// declared JSON (415, which a cross-site form cannot send). The webhook's proof is its signature.
 func (s *server) endpoint(rt route) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		origin, post := r.Header.Get("Origin"), r.Method == http.MethodPost
+		mediaType, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 		switch {
 		case rt.flow != "" && rt.flow != s.flow():
 			s.fail(w, r, http.StatusNotFound, map[string]string{"workos": "workos_not_enabled", "email_code": "email_code_login_disabled"}[rt.flow])
 		case post && origin != "" && rt.path != "/v1/workos_webhook/" &&
 			!s.cfg.sameOrigin(origin, s.cfg.DashboardURL) && !s.cfg.sameOrigin(origin, s.cfg.APIURL):
 			s.fail(w, r, http.StatusForbidden, "origin_not_allowed")
-		case post && r.ContentLength != 0 && !isJSON(r.Header.Get("Content-Type")):
+		case post && r.ContentLength != 0 && (err != nil || mediaType != "application/json"):
 			s.fail(w, r, http.StatusUnsupportedMediaType, "content_type_must_be_application_json")
 		default:
 			rt.h(w, r)
@@ -289,13 +268,8 @@ func (s *server) endpoint(rt route) http.HandlerFunc {
 	}
 }
 
-func isJSON(contentType string) bool {
-	mt, _, _ := mime.ParseMediaType(contentType)
-	return mt == "application/json"
-}
-
-// guard is what every request passes first: panic recovery, the security headers, CORS for DASHBOARD_URL alone, a 404
-// for a path the mux would only redirect to its clean form, and a log line for a slow request.
+// guard is what every request passes first: panic recovery, security headers, CORS for DASHBOARD_URL alone, a 404 for
+// an unclean path (the mux would redirect it), and a log line for a slow request.
 func (s *server) guard(mux *http.ServeMux) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
@@ -342,8 +316,7 @@ func (s *server) guard(mux *http.ServeMux) http.Handler {
 	})
 }
 
-// fail answers an error and logs it: every answer but a 2xx is logged, by path and reason, never with the query,
-// headers or body, which carry codes, cookies and tokens.
+// fail answers and logs an error, never with the query, headers or body: they carry codes, cookies and tokens.
 func (s *server) fail(w http.ResponseWriter, r *http.Request, status int, reason string) {
 	level := map[bool]slog.Level{true: slog.LevelError, false: slog.LevelInfo}[status >= 500]
 	s.log.Log(r.Context(), level, "request refused", "method", r.Method, "path", r.URL.Path,
@@ -365,13 +338,9 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Write(append(body, '\n'))
 }
 
-// readBody reads a body of at most limit bytes, declared or streamed, answering 413 or 400 itself.
+// readBody reads a body of at most limit bytes, answering 413 or 400 itself.
 func (s *server) readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, bool) {
-	var body []byte
-	err := error(&http.MaxBytesError{Limit: limit})
-	if r.ContentLength <= limit {
-		body, err = io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
-	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	if errors.As(err, new(*http.MaxBytesError)) {
 		s.fail(w, r, http.StatusRequestEntityTooLarge, "body_too_large")
 	} else if err != nil {
@@ -380,8 +349,7 @@ func (s *server) readBody(w http.ResponseWriter, r *http.Request, limit int64) (
 	return body, err == nil
 }
 
-// decodeBody reads a sign-in body: one flat JSON object of string fields (parseObject), each present and non-empty
-// but the optional one. It answers 400 itself.
+// decodeBody reads a sign-in body (parseObject), every field non-empty but the optional one; it answers 400 itself.
 func (s *server) decodeBody(w http.ResponseWriter, r *http.Request, fields []field, optional string) bool {
 	body, ok := s.readBody(w, r, maxAPIBody)
 	if !ok {
@@ -429,11 +397,9 @@ var counterFamilies = []struct {
 	{"dashauth_http_panics_total", "", "Handler panics recovered (always a bug).", []string{""}},
 }
 
-// count adds one to a series ("" is the value in a family without a label). An unknown series panics: a bug the
-// tests catch.
+// count adds one to a series ("" in a family without a label); an unknown one panics, a bug the tests catch.
 func (s *server) count(family, value string) { s.counters[family+"\x00"+value].Add(1) }
 
-// handleMetrics writes the Prometheus text format (prometheus.io, "Exposition formats").
 func (s *server) handleMetrics(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 	for _, f := range counterFamilies {
@@ -448,13 +414,10 @@ func (s *server) handleMetrics(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// web holds the sign-in page, also the WorkOS callback page, its script and its style: plain files, no build step.
-//
 //go:embed web
 var webFiles embed.FS
 
-// page serves an embedded file under a CSP that allows only this origin's own script, style and API: no inline
-// script, no framing, no form posts elsewhere. The page names the sign-in flow, so it renders before its script runs.
+// page serves a file of web/ (no build step) under a CSP allowing only this origin's own script, style and API.
 func (s *server) page(name string) http.HandlerFunc {
 	body, _ := webFiles.ReadFile("web/" + name) // cannot fail: the files are embedded
 	body = bytes.ReplaceAll(body, []byte("{{login_flow}}"), []byte(s.flow()))
@@ -467,51 +430,42 @@ func (s *server) page(name string) http.HandlerFunc {
 	}
 }
 
-// The environment (contract, "Configuration"), parsed and checked once at start.
-
+// config is the environment (contract, "Configuration"), parsed and checked once at start.
 type config struct {
-	ListenAddr   string
-	DashboardURL string   // an origin, written as browsers write Origin
-	APIURL       string   // an origin; the JWT issuer
-	RedirectURLs []string // exactly the URLs redirect_url may be
-
-	WorkOS                                            bool
-	WorkOSClientID, WorkOSAPIKey, WorkOSWebhookSecret string
-	WorkOSSigninBaseURL, WorkOSAPIBaseURL             string
-
+	ListenAddr                                         string
+	DashboardURL                                       string   // an origin, written as browsers write Origin
+	APIURL                                             string   // an origin; the JWT issuer
+	RedirectURLs                                       []string // exactly the URLs redirect_url may be
+	WorkOS                                             bool
+	WorkOSClientID, WorkOSAPIKey, WorkOSWebhookSecret  string
+	WorkOSSigninBaseURL, WorkOSAPIBaseURL              string
 	JWTSecret, JWTSecretPrevious                       []byte
 	AccessTTL, RefreshTTL, RefreshReuse, SessionMaxAge time.Duration
-
-	RedisURL, KeyPrefix       string
-	SMTP                      smtpConfig // no Host: mail goes to the log
-	MembersFile, CookieDomain string
-	TrustedProxies            []netip.Prefix
-	LogRequests               bool // LOG_LEVEL=debug: a line for every request
-
-	// Dev is development mode: DASHBOARD_URL is an http://localhost or http://127.0.0.1 origin. It allows a random
-	// JWT key, mail to the log and anyone to sign in, and drops the Secure cookie attributes plain http cannot carry.
+	RedisURL, KeyPrefix                                string
+	SMTP                                               smtpConfig // no Host: mail goes to the log
+	MembersFile, CookieDomain                          string
+	TrustedProxies                                     []netip.Prefix
+	LogRequests                                        bool // LOG_LEVEL=debug: a line for every request
+	// Dev: DASHBOARD_URL is http://localhost or 127.0.0.1. A random key, mail to the log, anyone signs in, no Secure.
 	Dev bool
 }
 
-// loadConfig reads the environment and returns every problem at once, one per line, so an operator fixes them in one
-// go. Warnings name what development mode let through.
+// loadConfig returns every problem at once, a line each, and warnings for what development mode let through.
 func loadConfig(getenv func(string) string) (cfg config, warnings []string, err error) {
-	var problems []string
+	var problems []error
 	need := func(ok bool, format string, args ...any) bool {
 		if !ok {
-			problems = append(problems, fmt.Sprintf(format, args...))
+			problems = append(problems, fmt.Errorf(format, args...))
 		}
 		return ok
 	}
 	env := func(name, def string) string { return cmp.Or(strings.TrimSpace(getenv(name)), def) }
-
 	cfg.ListenAddr = env("LISTEN_ADDR", "127.0.0.1:8080")
 	listenHost, port, err := net.SplitHostPort(cfg.ListenAddr)
 	need(err == nil && validPort(port), "LISTEN_ADDR %q is not host:port", cfg.ListenAddr)
 	cfg.DashboardURL, err = parseOrigin(env("DASHBOARD_URL", "http://localhost:8080"))
 	need(err == nil, "DASHBOARD_URL: %v", err)
-	u, _ := url.Parse(cfg.DashboardURL)
-	cfg.Dev = err == nil && u.Scheme == "http" && (u.Hostname() == "localhost" || u.Hostname() == "127.0.0.1")
+	_, cfg.Dev = swapLoopback(cfg.DashboardURL) // an http://localhost or http://127.0.0.1 origin
 	cfg.APIURL, err = parseOrigin(env("API_URL", "http://localhost:8080"))
 	need(err == nil, "API_URL: %v", err)
 	need(cfg.Dev || env("API_URL", "") != "", "API_URL is required outside development mode: it is this service's public origin and the JWT issuer")
@@ -520,7 +474,6 @@ func loadConfig(getenv func(string) string) (cfg config, warnings []string, err 
 		"http://localhost:8080) to do so on purpose, or configure production", cfg.ListenAddr) {
 		warnings = append(warnings, "development mode on a non-loopback LISTEN_ADDR: anyone who reaches it can sign in")
 	}
-
 	defaultRedirect := ""
 	if cfg.DashboardURL != "" {
 		defaultRedirect = cfg.DashboardURL + "/en/callback"
@@ -533,12 +486,10 @@ func loadConfig(getenv func(string) string) (cfg config, warnings []string, err 
 			continue
 		}
 		cfg.RedirectURLs = append(cfg.RedirectURLs, raw)
-		// In development mode localhost and 127.0.0.1 on one port are one origin.
 		if swapped, ok := swapLoopback(raw); ok && cfg.Dev {
 			cfg.RedirectURLs = append(cfg.RedirectURLs, swapped)
 		}
 	}
-
 	integrated := env("IS_WORKOS_INTEGRATED", "false")
 	cfg.WorkOS = need(integrated == "true" || integrated == "false", "IS_WORKOS_INTEGRATED %q must be \"true\" or \"false\"", integrated) &&
 		integrated == "true"
@@ -553,10 +504,10 @@ func loadConfig(getenv func(string) string) (cfg config, warnings []string, err 
 	}
 	_, err = parseBaseURL(cfg.WorkOSSigninBaseURL)
 	need(err == nil || cfg.WorkOSSigninBaseURL == "", "WORKOS_SIGNIN_BASE_URL: %v", err)
-
 	secret, prev := getenv("JWT_SECRET"), getenv("JWT_SECRET_PREVIOUS")
 	if secret == "" && cfg.Dev {
 		warnings = append(warnings, "JWT_SECRET is not set: a random key, so sessions end with the process")
+		cfg.JWTSecret = []byte(randomID(32))
 	} else if need(len(secret) >= minKeyBytes, "JWT_SECRET must be at least %d bytes (it is %d)", minKeyBytes, len(secret)) {
 		cfg.JWTSecret = []byte(secret)
 	}
@@ -572,13 +523,11 @@ func loadConfig(getenv func(string) string) (cfg config, warnings []string, err 
 	cfg.RefreshReuse, cfg.SessionMaxAge = duration("REFRESH_REUSE_INTERVAL", "10s"), duration("SESSION_MAX_AGE", "720h")
 	need(cfg.AccessTTL <= cfg.RefreshTTL || cfg.RefreshTTL < time.Second,
 		"ACCESS_TOKEN_TTL %v is longer than REFRESH_TOKEN_TTL %v", cfg.AccessTTL, cfg.RefreshTTL)
-
 	cfg.RedisURL, cfg.KeyPrefix = env("REDIS_URL", ""), env("REDIS_KEY_PREFIX", "dashauth:")
 	if cfg.RedisURL != "" {
 		_, err = newRedisStore(cfg.RedisURL)
 		need(err == nil, "%v", err)
 	}
-
 	cfg.SMTP = smtpConfig{Host: env("SMTP_HOST", ""), Username: env("SMTP_USERNAME", ""),
 		Password: getenv("SMTP_PASSWORD"), From: env("SMTP_FROM", ""), TLS: env("SMTP_TLS", "starttls")}
 	// Submission with STARTTLS is port 587 (RFC 6409), implicit TLS 465 (RFC 8314).
@@ -590,11 +539,9 @@ func loadConfig(getenv func(string) string) (cfg config, warnings []string, err 
 		"SMTP_HOST and SMTP_FROM (one bare address) are required to send login codes") {
 		need(validPort(cfg.SMTP.Port) && cfg.SMTP.Port != "0", "SMTP_PORT %q is not a port number", cfg.SMTP.Port)
 		need(slices.Contains([]string{"starttls", "tls", "none"}, cfg.SMTP.TLS), "SMTP_TLS %q must be starttls, tls or none", cfg.SMTP.TLS)
-		// In clear text the password and every code cross the network: only a relay on this machine may be spoken
-		// to that way.
+		// In clear text the password and every code cross the network: only a relay on this machine may.
 		need(cfg.SMTP.TLS != "none" || isLoopback(cfg.SMTP.Host), "SMTP_TLS none is allowed only for a loopback SMTP_HOST, not %q", cfg.SMTP.Host)
 	}
-
 	cfg.MembersFile, cfg.CookieDomain = env("MEMBERS_FILE", ""), env("COOKIE_DOMAIN", "")
 	need(cfg.MembersFile != "" || cfg.Dev || cfg.WorkOS, "MEMBERS_FILE is required: without it nobody may sign in with email+code")
 	need(!strings.ContainsAny(cfg.CookieDomain, " ;,\"\t\r\n"), "COOKIE_DOMAIN %q is not a domain", cfg.CookieDomain)
@@ -606,10 +553,7 @@ func loadConfig(getenv func(string) string) (cfg config, warnings []string, err 
 	}
 	level := env("LOG_LEVEL", "info")
 	cfg.LogRequests = need(level == "info" || level == "debug", "LOG_LEVEL %q must be info or debug", level) && level == "debug"
-	if len(problems) > 0 {
-		return cfg, warnings, errors.New(strings.Join(problems, "\n"))
-	}
-	return cfg, warnings, nil
+	return cfg, warnings, errors.Join(problems...) // nil when there are none
 }
 
 func validPort(s string) bool {
@@ -622,9 +566,8 @@ func isLoopback(host string) bool {
 	return host == "localhost" || err == nil && a.IsLoopback()
 }
 
-// parseOrigin accepts scheme://host[:port] with an optional trailing slash and writes it as a browser writes Origin
-// (RFC 6454 §6.1): lower-case host, no default port. Otherwise https://App.example.com:443 would never equal an Origin
-// header.
+// parseOrigin accepts scheme://host[:port][/] and writes it as a browser writes Origin (RFC 6454 §6.1), so that
+// https://App.example.com:443 equals an Origin header.
 func parseOrigin(raw string) (string, error) {
 	u, err := parseBaseURL(strings.TrimSuffix(raw, "/"))
 	if err == nil && u.Path != "" {
@@ -651,7 +594,7 @@ func parseBaseURL(raw string) (*url.URL, error) {
 	return u, nil
 }
 
-// swapLoopback turns http://localhost:port/… into http://127.0.0.1:port/… and back.
+// swapLoopback turns http://localhost:port/… into http://127.0.0.1:port/… and back: one origin in development mode.
 func swapLoopback(raw string) (string, bool) {
 	for _, p := range [][2]string{{"http://localhost", "http://127.0.0.1"}, {"http://127.0.0.1", "http://localhost"}} {
 		if rest, ok := strings.CutPrefix(raw, p[0]); ok && (rest == "" || rest[0] == ':' || rest[0] == '/') {

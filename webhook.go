@@ -1,7 +1,6 @@
 package main
 
-// The WorkOS webhook (contract, "Webhook"): the signature checked in a fixed order, then for magic_auth.created the
-// code mailed exactly once across retries, replicas and crashes: webhook → dedup → WorkOS → mail, nowhere else.
+// The WorkOS webhook (contract, "Webhook"): the signature checked, then each magic_auth.created code mailed once.
 
 import (
 	"context"
@@ -11,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
@@ -22,8 +20,7 @@ const (
 	webhookTolerance   = 3 * time.Minute // either way (contract): a header dated ahead cannot last longer
 	maxSignatures      = 8               // v1 values (one per secret while WorkOS rotates): bounds the MACs compared
 	maxSignatureHeader = 1024            // the longest well-formed header is 573 bytes
-	// A delivery ends within WorkOS's, SMTP's and four store calls' time; the lease outlasts it, so only a dead or
-	// frozen replica loses its claim (model/README.md). A done event is kept for WorkOS's 3-day retry window.
+	// The lease outlasts a whole delivery, so only a dead or frozen replica loses its claim (model/README.md).
 	deliveryTimeout = workosTimeout + smtpTimeout + 4*redisCommandTimeout
 	webhookLease    = 60 * time.Second
 	webhookDoneTTL  = 72 * time.Hour
@@ -36,19 +33,18 @@ var (
 	errSignatureMismatch  = errors.New("webhook signature does not match")
 )
 
-// verifyWebhookSignature checks "t=<unix ms>,[ ]v1=<hex>[,[ ]v1=<hex>…]" against the raw body: nil only when it
-// parses strictly, its time is within webhookTolerance of now, and some v1 is HMAC-SHA256(secret, "<t>.<body>"),
-// compared in constant time. The checks run cheapest first and each returns at once; the MAC comes last.
+// verifyWebhookSignature checks "t=<unix ms>,[ ]v1=<hex>[,…]" against the raw body: nil only when it parses strictly,
+// t is within webhookTolerance of now, and some v1 is HMAC-SHA256(secret, "<t>.<body>"). Cheapest checks first.
 func verifyWebhookSignature(header string, body, secret []byte, now time.Time) error {
 	parts := strings.SplitN(header, ",", maxSignatures+2)
 	ts, ok := strings.CutPrefix(parts[0], "t=")
+	ms, tsOK := parseDigits([]byte(ts), 19)
 	switch {
 	case len(secret) == 0: // anyone can compute the MACs of an empty key
 		return errors.New("webhook secret is empty")
 	case header == "":
 		return errSignatureMissing
-	case len(header) > maxSignatureHeader || !ok || ts == "" || len(ts) > 19 || strings.Trim(ts, "0123456789") != "" ||
-		len(parts) < 2 || len(parts) > maxSignatures+1:
+	case len(header) > maxSignatureHeader || !ok || !tsOK || len(parts) < 2 || len(parts) > maxSignatures+1:
 		return fmt.Errorf("%w: want t=<unix ms> and 1 to %d v1 values", errSignatureMalformed, maxSignatures)
 	}
 	var sigs [maxSignatures][32]byte
@@ -59,11 +55,6 @@ func verifyWebhookSignature(header string, body, secret []byte, now time.Time) e
 		}
 		hex.Decode(sigs[i][:], []byte(h))
 	}
-	ms, err := strconv.ParseInt(ts, 10, 64)
-	if err != nil {
-		return fmt.Errorf("%w: timestamp %q", errSignatureMalformed, ts)
-	}
-	// Sub saturates rather than overflow, so any int64 is safe here.
 	if d := now.Sub(time.UnixMilli(ms)); d > webhookTolerance || d < -webhookTolerance {
 		return fmt.Errorf("%w: %v from now", errSignatureExpired, d)
 	}
@@ -77,8 +68,7 @@ func verifyWebhookSignature(header string, body, secret []byte, now time.Time) e
 	return nil
 }
 
-// validWorkOSID reports whether id is prefix and a ULID (26 upper-case Crockford base32). It keeps "../" or "?" in a
-// signed event from steering the SDK's API call, whose path takes the id unescaped, or a store key.
+// validWorkOSID reports whether id is prefix and a ULID. The SDK puts the id in its API path unescaped.
 func validWorkOSID(id, prefix string) bool {
 	rest, ok := strings.CutPrefix(id, prefix)
 	return ok && len(rest) == 26 && strings.Trim(rest, "0123456789ABCDEFGHJKMNPQRSTVWXYZ") == ""
@@ -94,25 +84,21 @@ func (s *server) handleWebhook(w http.ResponseWriter, r *http.Request) {
 	body, ok := s.readBody(w, r, maxWebhookBody)
 	err := verifyWebhookSignature(r.Header.Get("WorkOS-Signature"), body, []byte(s.cfg.WorkOSWebhookSecret), s.now())
 	switch {
-	case !ok:
-		s.count("dashauth_webhook_events_total", "rejected")
+	case !ok: // answered
 	case err != nil:
-		s.count("dashauth_webhook_events_total", "rejected")
 		s.log.Warn("webhook rejected", "err", err)
 		s.fail(w, r, http.StatusUnauthorized, "invalid_signature")
 	case json.Unmarshal(body, &ev) != nil:
-		s.count("dashauth_webhook_events_total", "rejected")
 		s.fail(w, r, http.StatusBadRequest, "invalid_json")
 	case ev.Event != "magic_auth.created":
 		s.count("dashauth_webhook_events_total", "ignored")
 		s.log.Info("webhook", "event", ev.Event, "outcome", "ignored")
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ignored"})
+		return
 	case !validWorkOSID(ev.ID, "event_") || !validWorkOSID(ev.Data.ID, "magic_auth_"):
-		s.count("dashauth_webhook_events_total", "rejected")
 		s.fail(w, r, http.StatusBadRequest, "invalid_event")
 	default:
-		// The delivery runs to its end on its own clock, whatever happens to this request: cut short after SMTP took
-		// the mail, it would be released and mailed again.
+		// The delivery runs on its own clock: cut short after SMTP took the mail, it would be mailed again.
 		answer := make(chan func(), 1)
 		s.background.Go(func() {
 			status, outcome := s.deliver(ev.ID, ev.Data.ID)
@@ -131,15 +117,15 @@ func (s *server) handleWebhook(w http.ResponseWriter, r *http.Request) {
 			f()
 		case <-r.Context().Done(): // WorkOS stopped waiting; its retry finds the outcome
 		}
+		return
 	}
+	s.count("dashauth_webhook_events_total", "rejected")
 }
 
-// deliver claims an event, fetches its magic auth and mails the code; it returns the answer's status and the outcome.
-// The claim is a set-if-absent holding a random owner token, with a lease: one delivery of an event runs at a time
-// across replicas. It turns "done" for 3 days only after SMTP accepted the mail, and is released on failure, so that
-// WorkOS's retry delivers. Both, and a renewal just before the mail, happen only while the claim is still this
-// delivery's, so one that stalled past its lease can neither undo nor repeat another's work. When the store fails,
-// the mail goes out anyway: a duplicate code is harmless, a lost one locks a person out.
+// deliver claims an event (set-if-absent of an owner token, with a lease), fetches its magic auth and mails the code.
+// The claim turns "done" for 3 days after SMTP accepted the mail, or is released for WorkOS's retry; both, and a
+// renewal before the mail, only while the claim is still ours. When the store fails the mail goes out anyway: a
+// duplicate code is harmless, a lost one locks a person out.
 func (s *server) deliver(eventID, magicAuthID string) (int, string) {
 	ctx, cancel := context.WithTimeout(context.Background(), deliveryTimeout)
 	defer cancel()
@@ -159,7 +145,7 @@ func (s *server) deliver(eventID, magicAuthID string) (int, string) {
 		if !fenced {
 			return
 		}
-		// Its own context: a done mark after the delivery's deadline still has the rest of the lease.
+		// Not ctx: a done mark after the delivery's deadline still has the rest of the lease.
 		if ok, err := s.store.Put(context.Background(), key, token, value, ttl); err != nil || !ok {
 			s.count("dashauth_store_errors_total", "")
 			s.log.Error("webhook: claim lost or store failed; WorkOS's retry settles it", "event", eventID, "err", err)

@@ -485,7 +485,8 @@ func TestWorkOSStateCookieMissing(t *testing.T) {
 		ts, fake := newWorkOSFlow(t)
 		code, state := fake.authorize(t, newBrowser(ts).startSignin(), adaGrant())
 		b := newBrowser(ts)
-		b.jar["access_token"] = "x" // other cookies do not matter
+		b.jar["access_token"] = "x" // other cookies do not matter, even one whose value looks like a state's name
+		b.jar["note"] = "workos_state_0123456789abcdef"
 		wantAuthAnswer(t, b.callback(code, state), http.StatusBadRequest, linkExpired)
 	})
 	t.Run("expired, its cookie dropped at Max-Age, another tab open", func(t *testing.T) {

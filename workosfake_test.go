@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -631,7 +632,11 @@ func TestFakeWorkOS(t *testing.T) {
 	}
 
 	// The API key is checked: another one is refused with 401.
-	wrongKey := newWorkOSClient(config{WorkOSAPIKey: "sk_test_wrong", WorkOSAPIBaseURL: fake.URL, WorkOSClientID: testWorkOSClientID})
+	other, err := newServer(config{WorkOS: true, WorkOSAPIKey: "sk_test_wrong", WorkOSAPIBaseURL: fake.URL}, slog.New(slog.DiscardHandler), time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrongKey := other.workos
 	_, err = wrongKey.GetMagicAuth(ctx, usermanagement.GetMagicAuthOpts{MagicAuth: "magic_auth_01HZZZZZZZZZZZZZZZZZZZZZZZ"})
 	var we *workosError
 	if !errors.As(err, &we) || we.status != http.StatusUnauthorized {
