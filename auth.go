@@ -87,8 +87,7 @@ func (s *server) admit(w http.ResponseWriter, r *http.Request, key string, max i
 	return ok
 }
 
-// clientKey is the key of one client's requests of kind. An IPv6 host picks its own addresses within its /64 (RFC
-// 8981), so a /64 is one client.
+// clientKey names one client's requests of kind; an IPv6 client is its /64, where it picks addresses (RFC 8981).
 func (s *server) clientKey(r *http.Request, kind string) string {
 	a := s.clientIP(r)
 	p, _ := a.Prefix(map[bool]int{true: 64, false: 32}[a.Is6()]) // cannot fail: both fit
@@ -185,8 +184,7 @@ func (s *server) codeMAC(msg string) string {
 	return hex.EncodeToString(mac(deriveKey(s.keys[0], "dashauth login codes v1"), []byte(msg)))
 }
 
-// stillMember reports whether a session's person is still an active member of its organization, as its flow says; a
-// session of the flow that is now off is not.
+// stillMember reports whether a session's person is still an active member, as its flow (if still on) decides.
 func (s *server) stillMember(ctx context.Context, rec sessionRecord) (bool, error) {
 	switch {
 	case rec.Method == "email_code" && s.workos == nil:
@@ -230,8 +228,7 @@ func (ml memberList) lookup(addr string) (member, bool) {
 	return m, ok
 }
 
-// parseMembers reads a members file strictly: no unknown field, bad address, missing organization or address listed
-// twice; lengths bounded so the session cookies stay under 4096 bytes.
+// parseMembers reads a members file strictly, bounding what goes into the session cookies (under 4096 bytes).
 func parseMembers(data []byte) (memberList, error) {
 	var doc struct {
 		Members []member `json:"members"`
@@ -316,10 +313,8 @@ func (s *server) handleWorkOSCallback(w http.ResponseWriter, r *http.Request) {
 	case s.now().Unix() >= st.Expires:
 		s.setCookie(w, name, "", 0)
 		s.answer(w, r, http.StatusBadRequest, linkExpired)
-	case noCookie != nil && otherState: // another browser's
-		s.answer(w, r, http.StatusBadRequest, linkInvalid)
-	case noCookie != nil: // this browser has none at all: its cookies were cleared
-		s.answer(w, r, http.StatusBadRequest, linkExpired)
+	case noCookie != nil: // another sign-in's (login CSRF), or none at all: this browser's cookies were cleared
+		s.answer(w, r, http.StatusBadRequest, map[bool]string{true: linkInvalid, false: linkExpired}[otherState])
 	default:
 		s.setCookie(w, name, "", 0) // spent from here on, whatever the outcome
 		if s.spend(w, r, "wstate", state) {
@@ -343,8 +338,7 @@ func (s *server) spend(w http.ResponseWriter, r *http.Request, kind, secret stri
 	return err == nil && first
 }
 
-// pendingChoice is a sign-in waiting for an organization to be picked, sealed in a cookie: the browser never reads
-// WorkOS's token.
+// pendingChoice waits for an organization to be picked, sealed in a cookie: the browser never reads WorkOS's token.
 type pendingChoice struct {
 	Token   string   `json:"t"`
 	UserID  string   `json:"u"`
@@ -410,8 +404,7 @@ func (s *server) finishWorkOS(w http.ResponseWriter, r *http.Request, res userma
 	}
 }
 
-// offerOrganizations answers ORGANIZATION_SELECTION_REQUIRED with at most 32 bounded organizations, so that the
-// pending cookie stays under 4096 bytes.
+// offerOrganizations offers at most 32 bounded organizations, so that the pending cookie stays under 4096 bytes.
 func (s *server) offerOrganizations(w http.ResponseWriter, r *http.Request, we *workosError) {
 	pc := pendingChoice{Token: we.PendingToken, UserID: we.User.ID, Expires: s.now().Add(signinTTL).Unix()}
 	orgs := we.Organizations[:min(32, len(we.Organizations))]
@@ -485,8 +478,7 @@ type workosError struct {
 
 func (e *workosError) Error() string { return fmt.Sprintf("WorkOS answered %d %s", e.status, e.Code) }
 
-// workosTransport reads every answer whole, up to maxWorkOSBody, and makes a non-2xx one (a redirect too: it would
-// carry the API key) a workosError.
+// workosTransport reads answers whole, up to maxWorkOSBody; a non-2xx one (a redirect too: never followed) is an error.
 type workosTransport struct{}
 
 func (workosTransport) RoundTrip(req *http.Request) (*http.Response, error) {

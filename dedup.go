@@ -1,7 +1,6 @@
 package main
 
-// Shared state (webhook claims, codes, rate limits, sessions) behind one interface: in memory for one replica, in Redis
-// for several. Every key expires.
+// Shared state (webhook claims, codes, limits, sessions) behind one interface: memory for one replica, Redis for more.
 
 import (
 	"bufio"
@@ -261,8 +260,7 @@ func (c *redisConn) fail(err error) {
 	})
 }
 
-// readLoop hands each reply to the oldest waiting call. It reads even while none waits, so that a closed idle
-// connection is noticed before the next command.
+// readLoop hands each reply to the oldest waiting call; reading while none waits notices a closed idle connection.
 func (c *redisConn) readLoop() {
 	for err := error(nil); err == nil; {
 		v := c.readReply()

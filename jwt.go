@@ -1,7 +1,6 @@
 package main
 
-// Session tokens are HS256 JWTs (RFC 7519) of one shape, naming a session record in the store. Nothing in a token
-// chooses how it is checked.
+// Session tokens: HS256 JWTs (RFC 7519) of one shape, naming a session record. Nothing in a token picks its check.
 
 import (
 	"bytes"
@@ -217,8 +216,13 @@ func parseObject(p []byte, fields []field) string {
 			return "duplicate_field"
 		case fields[i].s != nil:
 			*fields[i].s, ok = d.str()
-		default:
-			*fields[i].n, ok = d.int()
+		default: // digits alone: no sign, fraction or exponent
+			d.ws()
+			start := d.i
+			for d.i < len(d.p) && '0' <= d.p[d.i] && d.p[d.i] <= '9' {
+				d.i++
+			}
+			*fields[i].n, ok = parseDigits(d.p[start:d.i], 19)
 		}
 		if !ok {
 			return "invalid_" + name
@@ -271,15 +275,6 @@ func (d *jsonScanner) str() (string, bool) {
 	}
 	var v string
 	return v, utf8.Valid(raw) && json.Unmarshal(raw, &v) == nil
-}
-
-func (d *jsonScanner) int() (int64, bool) {
-	d.ws()
-	start := d.i
-	for d.i < len(d.p) && '0' <= d.p[d.i] && d.p[d.i] <= '9' {
-		d.i++
-	}
-	return parseDigits(d.p[start:d.i], 19)
 }
 
 // A session is a record under session:<sid>, and the truth: deleting it (logout, a replayed refresh token, a lost

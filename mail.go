@@ -49,12 +49,9 @@ func parseEmail(s string) (string, bool) {
 	labels := strings.Split(domain, ".")
 	for _, l := range labels {
 		if l == "" || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' ||
-			strings.Trim(l, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-") != "" {
+			strings.Trim(l, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-") != "" || len(labels) < 2 {
 			return "", false
 		}
-	}
-	if len(labels) < 2 {
-		return "", false
 	}
 	return strings.ToLower(s), true
 }

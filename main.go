@@ -98,10 +98,8 @@ type server struct {
 
 func newServer(cfg config, log *slog.Logger, now func() time.Time) (*server, error) {
 	s := &server{cfg: cfg, log: log, now: now, store: newMemoryStore(now, memoryMaxKeys), mail: logMailer{log},
-		keys: [][]byte{cfg.JWTSecret}, counters: make(map[string]*atomic.Uint64)}
-	if cfg.JWTSecretPrevious != nil {
-		s.keys = append(s.keys, cfg.JWTSecretPrevious)
-	}
+		keys:     slices.DeleteFunc([][]byte{cfg.JWTSecret, cfg.JWTSecretPrevious}, func(k []byte) bool { return k == nil }),
+		counters: make(map[string]*atomic.Uint64)}
 	for _, f := range counterFamilies {
 		for _, v := range f.values {
 			s.counters[f.name+"\x00"+v] = new(atomic.Uint64)
@@ -566,8 +564,7 @@ func isLoopback(host string) bool {
 	return host == "localhost" || err == nil && a.IsLoopback()
 }
 
-// parseOrigin accepts scheme://host[:port][/] and writes it as a browser writes Origin (RFC 6454 §6.1), so that
-// https://App.example.com:443 equals an Origin header.
+// parseOrigin writes scheme://host[:port][/] as a browser writes Origin (RFC 6454 §6.1): lower case, no default port.
 func parseOrigin(raw string) (string, error) {
 	u, err := parseBaseURL(strings.TrimSuffix(raw, "/"))
 	if err == nil && u.Path != "" {

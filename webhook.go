@@ -74,8 +74,7 @@ func validWorkOSID(id, prefix string) bool {
 	return ok && len(rest) == 26 && strings.Trim(rest, "0123456789ABCDEFGHJKMNPQRSTVWXYZ") == ""
 }
 
-// handleWebhook answers 2xx only once the mail was accepted or the event needs none, so that WorkOS retries every
-// other outcome.
+// handleWebhook answers 2xx only once the mail was accepted or needs no sending, so that WorkOS retries the rest.
 func (s *server) handleWebhook(w http.ResponseWriter, r *http.Request) {
 	var ev struct {
 		ID, Event string
