@@ -329,10 +329,13 @@ func (s *redisStore) do(ctx context.Context, args ...string) (any, error) {
 
 // writeCommand writes args as bulk strings, read by length: no byte of an argument can end it or start a command.
 func writeCommand(bw *bufio.Writer, args []string) {
-	bw.WriteString("*" + strconv.Itoa(len(args)) + "\r\n")
+	bw.Write(strconv.AppendInt(append(bw.AvailableBuffer(), '*'), int64(len(args)), 10))
 	for _, a := range args {
-		bw.WriteString("$" + strconv.Itoa(len(a)) + "\r\n" + a + "\r\n")
+		bw.Write(strconv.AppendInt(append(bw.AvailableBuffer(), "\r\n$"...), int64(len(a)), 10))
+		bw.WriteString("\r\n")
+		bw.WriteString(a)
 	}
+	bw.WriteString("\r\n")
 }
 
 // readReply reads a reply: a status string, int64, []byte (bulk), nil, a redisError, or another error for I/O or a
@@ -348,6 +351,8 @@ func (c *redisConn) readReply() any {
 	p := line[1 : len(line)-2]
 	n, isNum := parseDigits(p, 19)
 	switch {
+	case line[0] == '+' && string(p) == "OK":
+		return "OK" // the common status, without a copy
 	case line[0] == '+':
 		return string(p)
 	case line[0] == '-':
