@@ -70,9 +70,8 @@ func (s *server) signIn(w http.ResponseWriter, r *http.Request, rec sessionRecor
 	writeJSON(w, http.StatusOK, map[string]any{"response_type": loginSuccessful, "user": rec.User, "organization_id": rec.Org})
 }
 
-// admit counts a request against the limit of max per window under key, or answers 429 (or 503) itself. Limits are
-// checked in a chain of &&, so that one that refuses spares the later ones: a client over its limit does not use up
-// an address's codes.
+// admit counts a request against max per window under key, or answers 429 (or 503). Chained with &&, a limit that
+// refuses spares the later ones: a client over its limit does not use up an address's codes.
 func (s *server) admit(w http.ResponseWriter, r *http.Request, key string, max int, window time.Duration) bool {
 	ok, retry, err := admit(r.Context(), s.store, s.now(), key, max, window)
 	switch {
@@ -273,12 +272,9 @@ func (s *server) handleWorkOSLoginURL(w http.ResponseWriter, r *http.Request) {
 	if !s.decodeBody(w, r, []field{{"redirect_url", &redirect, nil}, {"screen_hint", &hint, nil}}, "screen_hint") {
 		return
 	}
-	if !slices.Contains(s.cfg.RedirectURLs, redirect) {
-		s.fail(w, r, http.StatusBadRequest, "invalid_redirect_url")
-		return
-	}
-	if hint != "" && hint != string(usermanagement.SignIn) && hint != string(usermanagement.SignUp) {
-		s.fail(w, r, http.StatusBadRequest, "invalid_screen_hint")
+	known := slices.Contains(s.cfg.RedirectURLs, redirect)
+	if !known || hint != "" && hint != string(usermanagement.SignIn) && hint != string(usermanagement.SignUp) {
+		s.fail(w, r, http.StatusBadRequest, map[bool]string{false: "invalid_redirect_url", true: "invalid_screen_hint"}[known])
 		return
 	}
 	b := make([]byte, 32)
@@ -391,7 +387,7 @@ func (s *server) finishWorkOS(w http.ResponseWriter, r *http.Request, res userma
 	case refused && we.Code == "organization_selection_required":
 		s.offerOrganizations(w, r, we)
 	case refused:
-		s.log.Warn("workos refused the sign-in (401: check WORKOS_CLIENT_ID and WORKOS_API_KEY)", "err", we)
+		s.log.Warn("workos refused the sign-in (a 401 means WORKOS_CLIENT_ID or WORKOS_API_KEY is wrong)", "err", we)
 		s.answer(w, r, http.StatusBadRequest, linkInvalid)
 	case err != nil:
 		s.workosUnavailable(w, r, err)
@@ -419,6 +415,7 @@ func (s *server) offerOrganizations(w http.ResponseWriter, r *http.Request, we *
 	}
 	s.setCookie(w, s.cookieName("workos_pending"), s.seal("workos_pending", pc), signinTTL)
 	s.count("dashauth_signins_total", organizationSelectionRequired)
+	s.log.Info("sign-in", "path", r.URL.Path, "status", 200, "response_type", organizationSelectionRequired, "sub", pc.UserID)
 	writeJSON(w, http.StatusOK, map[string]any{"response_type": organizationSelectionRequired, "organizations": orgs})
 }
 
@@ -487,10 +484,7 @@ func (workosTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, err
 	}
 	defer res.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(res.Body, maxWorkOSBody+1))
-	if err == nil && len(body) > maxWorkOSBody {
-		err = fmt.Errorf("over %d bytes", maxWorkOSBody)
-	}
+	body, err := io.ReadAll(http.MaxBytesReader(nil, res.Body, maxWorkOSBody))
 	if err != nil {
 		return nil, fmt.Errorf("read WorkOS answer to %s %s: %w", req.Method, req.URL.Path, err)
 	}
@@ -525,8 +519,8 @@ func (s *server) membership(ctx context.Context, userID, orgID string) (usermana
 
 var errWorkOSAnswer = errors.New("unusable WorkOS answer")
 
-// workosAnswer takes the user, bounded and claim-safe for the cookies, and the WorkOS session id, from the access token
-// that came over our own TLS call (so unverified), shaped strictly since it goes into the logout URL.
+// workosAnswer takes the user, bounded and claim-safe, and the WorkOS session id (from the access token our own TLS
+// call fetched, so unverified), shaped strictly since it goes into the logout URL.
 func workosAnswer(res usermanagement.AuthenticateResponse, err error) (user, string, error) {
 	wu := res.User
 	if err != nil {

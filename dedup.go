@@ -138,16 +138,11 @@ type redisConn struct {
 	nc      net.Conn
 	wmu     sync.Mutex // orders commands on the wire and in pending alike
 	bw      *bufio.Writer
-	pending chan *redisCall
+	pending chan chan any // each command's reply, in the order written
 	br      *bufio.Reader // the reader goroutine's alone
 	dead    chan struct{} // closed, with err set, when the connection is done for
 	err     error
 	once    sync.Once
-}
-
-type redisCall struct {
-	reply any
-	done  chan struct{}
 }
 
 // The values kept are small: a longer line or value means a wrong server, refused before anything is allocated.
@@ -230,7 +225,7 @@ func (s *redisStore) connection(ctx context.Context) (*redisConn, error) {
 		nc, err = tc, tc.Handshake()
 	}
 	c := &redisConn{nc: nc, bw: bufio.NewWriter(nc), br: bufio.NewReaderSize(nc, maxLineLen),
-		pending: make(chan *redisCall, maxInFlight), dead: make(chan struct{})}
+		pending: make(chan chan any, maxInFlight), dead: make(chan struct{})}
 	for i := 0; i < len(s.setup) && err == nil; i++ {
 		step = s.setup[i][0]
 		writeCommand(c.bw, s.setup[i])
@@ -270,7 +265,7 @@ func (c *redisConn) readLoop() {
 		if code, _, _ := strings.Cut(string(re), " "); isReply && code != "READONLY" && code != "LOADING" && code != "MASTERDOWN" {
 			err = nil
 		}
-		var call *redisCall
+		var call chan any
 		select {
 		case call = <-c.pending:
 		default:
@@ -280,8 +275,7 @@ func (c *redisConn) readLoop() {
 			c.fail(err) // first, so the caller's next command finds the connection closed
 		}
 		if call != nil {
-			call.reply = v
-			close(call.done)
+			call <- v
 		}
 	}
 }
@@ -292,7 +286,7 @@ func (s *redisStore) do(ctx context.Context, args ...string) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	call := &redisCall{done: make(chan struct{})}
+	call := make(chan any, 1)
 	c.wmu.Lock()
 	select {
 	case c.pending <- call:
@@ -309,11 +303,12 @@ func (s *redisStore) do(ctx context.Context, args ...string) (any, error) {
 	}
 	timer := time.NewTimer(redisCommandTimeout)
 	defer timer.Stop()
+	var v any
 	select {
-	case <-call.done:
+	case v = <-call:
 	case <-c.dead:
 		select {
-		case <-call.done: // answered just before the connection ended
+		case v = <-call: // answered just before the connection ended
 		default:
 			return nil, c.err
 		}
@@ -324,7 +319,7 @@ func (s *redisStore) do(ctx context.Context, args ...string) (any, error) {
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
-	return call.reply, replyError(call.reply)
+	return v, replyError(v)
 }
 
 // writeCommand writes args as bulk strings, read by length: no byte of an argument can end it or start a command.

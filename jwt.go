@@ -33,6 +33,7 @@ const (
 	tokenHeader   = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9"
 	minKeyBytes   = 32           // RFC 7518 §3.2: an HS256 key at least as long as the hash
 	maxTokenBytes = 4096         // a whole cookie's limit (RFC 6265 §6.1)
+	maxVerified   = 10_000       // tokens whose claims verify keeps
 	leeway        = 60           // seconds of clock skew allowed for exp and iat (contract, Session)
 	maxUnix       = 253402300799 // 9999-12-31T23:59:59Z: no arithmetic on iat or exp overflows
 )
@@ -124,9 +125,7 @@ func verifyToken(token string, keys [][]byte, issuer, typ string, now time.Time)
 	}
 	matched := false
 	for _, k := range keys { // every key, no early exit
-		if hmac.Equal(mac(k, []byte(token[:len(head)+1+len(payload)])), got) {
-			matched = true
-		}
+		matched = hmac.Equal(mac(k, []byte(token[:len(head)+1+len(payload)])), got) || matched
 	}
 	if !matched {
 		return c, fmt.Errorf("verify token: %w", errBadSignature)
@@ -154,14 +153,7 @@ func verifyToken(token string, keys [][]byte, issuer, typ string, now time.Time)
 }
 
 // isBase64URL reports whether s is non-empty base64url (RFC 4648 §5). Go's decoder skips CR and LF even in Strict mode.
-func isBase64URL(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if b := s[i]; !('A' <= b && b <= 'Z' || 'a' <= b && b <= 'z' || '0' <= b && b <= '9' || b == '-' || b == '_') {
-			return false
-		}
-	}
-	return s != ""
-}
+func isBase64URL(s string) bool { return s != "" && strings.Trim(s, idBytes) == "" }
 
 // checkShape reports whether c is a claims set we would sign: every string claimSafe, a known typ, 1 <= iat < exp.
 func checkShape(c claims) error {
@@ -274,7 +266,7 @@ func (d *jsonScanner) str() (string, bool) {
 		return string(raw[1 : len(raw)-1]), true
 	}
 	var v string
-	return v, utf8.Valid(raw) && json.Unmarshal(raw, &v) == nil
+	return v, utf8.Valid(raw) && json.Unmarshal(bytes.Clone(raw), &v) == nil // a copy: raw may be on the stack
 }
 
 // A session is a record under session:<sid>, and the truth: deleting it (logout, a replayed refresh token, a lost
@@ -297,13 +289,29 @@ type session struct {
 	raw, body string // the whole record, and its me JSON
 }
 
+// verify is verifyToken behind a cache of the claims of tokens that passed, keyed by their exact bytes and bounded:
+// a hit skips the MAC and the parse, never the type or expiry check, and the session lookup (revocation) follows.
+func (s *server) verify(token, typ string) (claims, error) {
+	if v, ok := s.verified.Load(token); ok && v.(claims).Typ == typ && s.now().Unix()-v.(claims).Exp < leeway {
+		return v.(claims), nil
+	}
+	c, err := verifyToken(token, s.keys, s.cfg.APIURL, typ, s.now())
+	if err == nil && s.verifiedN.Add(1)%maxVerified == 0 {
+		s.verified.Clear() // so it holds maxVerified tokens at most, a few MiB
+	}
+	if err == nil {
+		s.verified.Store(token, c)
+	}
+	return c, err
+}
+
 // session verifies the cookie of typ and loads its record; a store failure comes back as is, to answer 503.
 func (s *server) session(r *http.Request, typ string) (*session, error) {
 	ck, err := r.Cookie(s.cookieName(typ + "_token"))
 	if err != nil {
 		return nil, errNoSession
 	}
-	c, err := verifyToken(ck.Value, s.keys, s.cfg.APIURL, typ, s.now())
+	c, err := s.verify(ck.Value, typ)
 	if err != nil {
 		return nil, errNoSession
 	}
@@ -327,8 +335,7 @@ func (ss *session) record() (rec sessionRecord, err error) {
 	return rec, err
 }
 
-// requireSession answers 401 or 503 itself: not_signed_in, unlogged, without session cookies; else session_expired,
-// which tells the page a refresh may help.
+// requireSession answers 401 (not_signed_in, unlogged, without cookies; else session_expired) or 503 itself.
 func (s *server) requireSession(w http.ResponseWriter, r *http.Request, typ string) (*session, bool) {
 	ss, err := s.session(r, typ)
 	absent := func(base string) bool { _, err := r.Cookie(s.cookieName(base)); return err != nil }
@@ -343,14 +350,12 @@ func (s *server) requireSession(w http.ResponseWriter, r *http.Request, typ stri
 	return ss, err == nil
 }
 
-// issue signs a pair of tokens for sid and writes its record if the store holds old there ("" for a new session),
-// then sets the cookies. No token outlives SESSION_MAX_AGE.
+// issue writes sid's record if the store holds old there ("" for new), then sets tokens that end by SESSION_MAX_AGE.
 func (s *server) issue(ctx context.Context, w http.ResponseWriter, sid string, rec sessionRecord, old string) (bool, error) {
 	now := s.now().Unix()
 	end := rec.Start + int64(s.cfg.SessionMaxAge/time.Second)
 	c := claims{Iss: s.cfg.APIURL, Aud: "dashboard", Sub: rec.User.ID, Email: rec.User.Email, Org: rec.Org, Sid: sid, Iat: now}
-	var tokens [2]string
-	var exps [2]int64
+	tokens, exps := [2]string{}, [2]int64{}
 	for i, ttl := range [...]time.Duration{s.cfg.AccessTTL, s.cfg.RefreshTTL} {
 		c.Typ, c.Jti, c.Exp = [...]string{"access", "refresh"}[i], randomID(16), min(now+int64(ttl/time.Second), end)
 		var err error

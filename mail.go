@@ -87,7 +87,7 @@ func buildMessage(from string, m codeMail, now time.Time) ([]byte, error) {
 	return b.Bytes(), nil
 }
 
-// printableASCII is every byte from space to tilde; idBytes those of WorkOS ids.
+// printableASCII is every byte from space to tilde; idBytes the base64url alphabet, also that of WorkOS ids.
 const (
 	printableASCII = " !\"#$%&'()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[\\]^_`abcdefghijklmnopqrstuvwxyz{|}~"
 	idBytes        = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-"
@@ -104,10 +104,10 @@ type smtpMailer struct{ cfg smtpConfig }
 
 func (s smtpMailer) Send(ctx context.Context, m codeMail) error {
 	raw, err := buildMessage(s.cfg.From, m, time.Now())
-	if err != nil {
-		return err
+	if err == nil {
+		err = s.exchange(ctx, m.To, raw)
 	}
-	return s.exchange(ctx, m.To, raw)
+	return err
 }
 
 // exchange speaks SMTP within smtpTimeout and ctx; with raw nil it stops after AUTH (dashauth check).

@@ -83,15 +83,17 @@ const (
 )
 
 type server struct {
-	cfg      config
-	log      *slog.Logger
-	store    store
-	mail     mailer
-	members  memberList             // nil: anyone, in development mode
-	workos   *usermanagement.Client // nil unless IS_WORKOS_INTEGRATED
-	keys     [][]byte               // JWT keys, the current one first
-	counters map[string]*atomic.Uint64
-	now      func() time.Time
+	cfg       config
+	log       *slog.Logger
+	store     store
+	mail      mailer
+	members   memberList             // nil: anyone, in development mode
+	workos    *usermanagement.Client // nil unless IS_WORKOS_INTEGRATED
+	keys      [][]byte               // JWT keys, the current one first
+	counters  map[string]*atomic.Uint64
+	verified  sync.Map // token → claims (verify)
+	verifiedN atomic.Int64
+	now       func() time.Time
 	// background is work that outlives its request (mails, deliveries); shutdown waits for it.
 	background sync.WaitGroup
 }
@@ -186,7 +188,8 @@ func check(ctx context.Context, cfg config, err error, out io.Writer) error {
 		rs.Close()
 	}
 	if m, ok := s.mail.(smtpMailer); ok {
-		report("smtp", net.JoinHostPort(cfg.SMTP.Host, cfg.SMTP.Port)+" answers EHLO, TLS "+cfg.SMTP.TLS+", AUTH", m.exchange(ctx, "", nil))
+		auth := map[bool]string{true: ", AUTH as " + cfg.SMTP.Username, false: ", no AUTH (SMTP_USERNAME unset)"}[cfg.SMTP.Username != ""]
+		report("smtp", net.JoinHostPort(cfg.SMTP.Host, cfg.SMTP.Port)+" answers EHLO, TLS "+cfg.SMTP.TLS+auth, m.exchange(ctx, "", nil))
 	}
 	if s.workos != nil {
 		_, err := s.workos.ListUsers(ctx, usermanagement.ListUsersOpts{Limit: 1}) // one authenticated read
@@ -246,8 +249,8 @@ func (s *server) routes() http.Handler {
 	return s.guard(mux)
 }
 
-// endpoint refuses, in order: the flow that is off (404); a POST from another site (403: login CSRF); a body not
-// declared JSON (415, which a cross-site form cannot send). The webhook's proof is its signature.
+// endpoint refuses the flow that is off (404), a POST from another site (403: login CSRF; the webhook has its
+// signature), and a body not declared JSON (415: a cross-site form cannot send one).
 func (s *server) endpoint(rt route) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		origin, post := r.Header.Get("Origin"), r.Method == http.MethodPost
@@ -266,8 +269,8 @@ func (s *server) endpoint(rt route) http.HandlerFunc {
 	}
 }
 
-// guard is what every request passes first: panic recovery, security headers, CORS for DASHBOARD_URL alone, a 404 for
-// an unclean path (the mux would redirect it), and a log line for a slow request.
+// guard is every request's first step: panic recovery, security headers, CORS for DASHBOARD_URL alone, 404 for an
+// unclean path (the mux would redirect it), and a log line for a slow request.
 func (s *server) guard(mux *http.ServeMux) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
@@ -461,10 +464,11 @@ func loadConfig(getenv func(string) string) (cfg config, warnings []string, err 
 	cfg.ListenAddr = env("LISTEN_ADDR", "127.0.0.1:8080")
 	listenHost, port, err := net.SplitHostPort(cfg.ListenAddr)
 	need(err == nil && validPort(port), "LISTEN_ADDR %q is not host:port", cfg.ListenAddr)
-	cfg.DashboardURL, err = parseOrigin(env("DASHBOARD_URL", "http://localhost:8080"))
+	local := "http://localhost:" + cmp.Or(port, "8080") // development mode's origin, on the port it listens on
+	cfg.DashboardURL, err = parseOrigin(env("DASHBOARD_URL", local))
 	need(err == nil, "DASHBOARD_URL: %v", err)
 	_, cfg.Dev = swapLoopback(cfg.DashboardURL) // an http://localhost or http://127.0.0.1 origin
-	cfg.APIURL, err = parseOrigin(env("API_URL", "http://localhost:8080"))
+	cfg.APIURL, err = parseOrigin(env("API_URL", local))
 	need(err == nil, "API_URL: %v", err)
 	need(cfg.Dev || env("API_URL", "") != "", "API_URL is required outside development mode: it is this service's public origin and the JWT issuer")
 	if cfg.Dev && !isLoopback(listenHost) && need(env("DASHBOARD_URL", "") != "", "LISTEN_ADDR %q is not a loopback address, "+

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -294,11 +295,36 @@ func TestMeRefusals(t *testing.T) {
 			t.Parallel()
 			ts := newTestServer(t, testEnv())
 			cookies := sessPick(sessSignIn(ts, sessAddr).cookies(), "access_token", "refresh_token")
+			// A good request first, so that every refusal meets the verified-token cache warm.
+			wantStatus(t, ts.get(sessMePath, cookies...), http.StatusOK)
 			ts.clock.Advance(time.Second)
 			r := ts.get(sessMePath, tc.send(ts, cookies)...)
 			wantSessionError(t, r, http.StatusUnauthorized, tc.reason)
 			wantNoSessionCookie(t, ts, r)
 		})
+	}
+}
+
+// TestVerifyCacheIsBounded: the cache of verified tokens holds at most maxVerified of them, however many valid tokens
+// arrive, and an access token it holds is still refused where a refresh token is wanted.
+func TestVerifyCacheIsBounded(t *testing.T) {
+	t.Parallel()
+	ts := newTestServer(t, testEnv())
+	c := claims{Iss: ts.cfg.APIURL, Aud: "dashboard", Sub: "user_1", Email: "ada@example.com", Org: "org_dev", Sid: "sess_1",
+		Typ: "access", Iat: ts.now().Unix(), Exp: ts.now().Add(time.Hour).Unix()}
+	for i := range maxVerified + 50 {
+		c.Jti = strconv.Itoa(i)
+		if _, err := ts.verify(jwtMustSign(t, ts.keys[0], c), "access"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n := 0
+	ts.verified.Range(func(any, any) bool { n++; return true })
+	if n == 0 || n > maxVerified {
+		t.Fatalf("the cache holds %d tokens, want 1 to %d", n, maxVerified)
+	}
+	if _, err := ts.verify(jwtMustSign(t, ts.keys[0], c), "refresh"); err == nil {
+		t.Fatal("a cached access token passed as a refresh token")
 	}
 }
 

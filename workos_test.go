@@ -573,7 +573,7 @@ func TestWorkOSRejectedExchanges(t *testing.T) {
 	wrong := newWorkOSTestServer(t, fake, "WORKOS_API_KEY", "sk_test_not_the_key")
 	b = newBrowser(wrong)
 	wantAuthAnswer(t, b.signinWith(fake, adaGrant()), http.StatusBadRequest, linkInvalid)
-	if !strings.Contains(wrong.logs.String(), "check WORKOS_CLIENT_ID and WORKOS_API_KEY") {
+	if !strings.Contains(wrong.logs.String(), "WORKOS_CLIENT_ID or WORKOS_API_KEY is wrong") || !strings.Contains(wrong.logs.String(), "WorkOS answered 401") {
 		t.Error("a refused API key was not logged")
 	}
 	if strings.Contains(wrong.logs.String(), "sk_test_not_the_key") {

@@ -97,17 +97,12 @@ const messages = {
   workos_unavailable: "The sign-in service isn’t answering. Try again in a moment.",
   state_unavailable: "The service is busy. Try again in a moment.",
   invalid_redirect_url: "This address is not an allowed sign-in callback (see ALLOWED_REDIRECT_URLS).",
-  email_verification_required: "Verify your email address first, then sign in again.",
-  mfa_enrollment_required: "Your organization requires two-factor authentication. Set it up while signing in.",
-  mfa_challenge_required: "Finish the two-factor check while signing in, then try again.",
-  sso_required: "Your organization signs in with its own single sign-on. Start again and choose it.",
-  organization_authentication_methods_required: "Your organization requires another way of signing in. Start again and choose it.",
 };
 const problems = {
   MEMBERSHIP_DEACTIVATED: ["Your access is paused", "Your membership in this organization is deactivated. Ask an administrator of your organization to reactivate it."],
   MEMBERSHIP_NOT_FOUND: ["No access yet", "You signed in, but you are not a member of any organization here. Ask an administrator to invite you."],
   LINK_EXPIRED: ["This sign-in link has expired", "It was already used, or it is more than 10 minutes old. Start again to get a new one.", "Start again"],
-  LINK_INVALID: ["This sign-in link doesn’t work", "It doesn’t belong to a sign-in started in this browser. Start again from the sign-in page.", "Start again"],
+  LINK_INVALID: ["This sign-in didn’t finish", "It wasn’t started in this browser, or it still needs a step (such as two-factor or single sign-on). Start again from the sign-in page.", "Start again"],
 };
 
 function explain(r) {
