@@ -19,6 +19,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -137,6 +138,7 @@ type redisStore struct {
 type redisConn struct {
 	nc      net.Conn
 	wmu     sync.Mutex // orders commands on the wire and in pending alike
+	writers atomic.Int32
 	bw      *bufio.Writer
 	pending chan chan any // each command's reply, in the order written
 	br      *bufio.Reader // the reader goroutine's alone
@@ -287,15 +289,18 @@ func (s *redisStore) do(ctx context.Context, args ...string) (any, error) {
 		return nil, err
 	}
 	call := make(chan any, 1)
+	c.writers.Add(1) // the last of a burst of callers flushes for them all: one write for many commands
 	c.wmu.Lock()
 	select {
 	case c.pending <- call:
 		writeCommand(c.bw, args)
-		if err = c.bw.Flush(); err != nil {
-			c.fail(err)
-		}
 	default:
 		err = fmt.Errorf("redis: %d commands in flight", maxInFlight)
+	}
+	if c.writers.Add(-1) == 0 {
+		if err := c.bw.Flush(); err != nil {
+			c.fail(err) // every caller whose command it held learns it from dead
+		}
 	}
 	c.wmu.Unlock()
 	if err != nil {

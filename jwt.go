@@ -36,6 +36,7 @@ const (
 	maxVerified   = 10_000       // tokens whose claims verify keeps
 	leeway        = 60           // seconds of clock skew allowed for exp and iat (contract, Session)
 	maxUnix       = 253402300799 // 9999-12-31T23:59:59Z: no arithmetic on iat or exp overflows
+	jsonEscaped   = "\"\\\x00\x01\x02\x03\x04\x05\x06\a\b\t\n\v\f\r\x0e\x0f\x10\x11\x12\x13\x14\x15\x16\x17\x18\x19\x1a\x1b\x1c\x1d\x1e\x1f"
 )
 
 var (
@@ -92,7 +93,7 @@ func signToken(key []byte, c claims) (string, error) {
 	if err := checkShape(c); err != nil {
 		return "", fmt.Errorf("sign token: %w", err)
 	}
-	p := []byte{'{'}
+	p := append(make([]byte, 0, 512), '{') // room for the claims of a session token: no regrowth
 	for _, f := range c.fields() {
 		if p = append(append(append(p, '"'), f.name...), `":`...); f.s != nil {
 			p = append(append(append(p, '"'), *f.s...), '"', ',')
@@ -101,7 +102,7 @@ func signToken(key []byte, c claims) (string, error) {
 		}
 	}
 	p[len(p)-1] = '}'
-	b := base64.RawURLEncoding.AppendEncode([]byte(tokenHeader+"."), p)
+	b := base64.RawURLEncoding.AppendEncode(append(make([]byte, 0, 1024), tokenHeader+"."...), p)
 	b = base64.RawURLEncoding.AppendEncode(append(b, '.'), mac(key, b))
 	if len(b) > maxTokenBytes {
 		return "", fmt.Errorf("sign token: %d bytes, over %d: %w", len(b), maxTokenBytes, errMalformedToken)
@@ -168,9 +169,9 @@ func checkShape(c claims) error {
 	return nil
 }
 
-// claimSafe reports whether s can be a claim: non-empty UTF-8 free of control bytes, quotes and backslashes.
+// claimSafe reports whether s can be a claim: non-empty UTF-8 without a byte JSON would escape (jsonEscaped).
 func claimSafe(s string) bool {
-	return s != "" && !strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r == '"' || r == '\\' || r == utf8.RuneError })
+	return s != "" && !strings.ContainsAny(s, jsonEscaped) && utf8.ValidString(s) && !strings.ContainsRune(s, utf8.RuneError)
 }
 
 // field is a member a JSON object may hold: a string or a non-negative integer.
