@@ -216,19 +216,6 @@ func (s *service) codes(addr string) []string {
 	return codes
 }
 
-// requests counts the request lines (LOG_LEVEL=debug) for method and path.
-func (s *service) requests(method, path string) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	n := 0
-	for _, line := range s.logs {
-		if line["msg"] == "request" && line["method"] == method && line["path"] == path {
-			n++
-		}
-	}
-	return n
-}
-
 func browser(t *testing.T) context.Context {
 	t.Helper()
 	// Chromium's helper processes may still be writing the profile for a
