@@ -1168,43 +1168,12 @@ func TestReadyzAnswersWithinTheProbeTimeout(t *testing.T) {
 	}
 }
 
-// stallingListener accepts connections and never answers, as a wedged Redis or a proxy in front of a dead one.
-func stallingListener(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var mu sync.Mutex
-	var conns []net.Conn
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-			go io.Copy(io.Discard, c)
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-	})
-	return ln.Addr().String()
-}
-
 // TestReadyzWithAStalledRedis: a Redis that accepts and never answers fails readyz by readyz's own deadline, with a
 // password (AUTH on connecting) as without.
 func TestReadyzWithAStalledRedis(t *testing.T) {
 	t.Parallel()
-	for _, url := range []string{"redis://" + stallingListener(t), "redis://:" + cfgRedisPassword + "@" + stallingListener(t)} {
+	stalled, _ := startSilentListener(t)
+	for _, url := range []string{"redis://" + stalled, "redis://:" + cfgRedisPassword + "@" + stalled} {
 		ts := newTestServer(t, testEnv("REDIS_URL", url))
 		wantAnswer(t, "readyz", ts.get("/readyz"), 503, "reason=redis_unreachable")
 		warn := entriesWithMsg(ts.logEntries(), "readyz: the store does not answer")
