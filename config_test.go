@@ -275,6 +275,24 @@ func TestDevelopmentModeDetection(t *testing.T) {
 	}
 }
 
+// TestDevelopmentModeFollowsListenPort: in development mode DASHBOARD_URL and API_URL default to localhost on
+// LISTEN_ADDR's port, so the page on that port is an allowed origin; a LISTEN_ADDR without a usable port is one
+// problem, naming LISTEN_ADDR, and blames nothing that was never set.
+func TestDevelopmentModeFollowsListenPort(t *testing.T) {
+	t.Parallel()
+	cfg, _, err := loadEnv(map[string]string{"LISTEN_ADDR": "127.0.0.1:9001"})
+	if err != nil || !cfg.Dev || cfg.DashboardURL != "http://localhost:9001" || cfg.APIURL != "http://localhost:9001" ||
+		!slices.Contains(cfg.RedirectURLs, "http://localhost:9001/en/callback") {
+		t.Fatalf("LISTEN_ADDR 127.0.0.1:9001: dev %v, %q, %q, %q, %v", cfg.Dev, cfg.DashboardURL, cfg.APIURL, cfg.RedirectURLs, err)
+	}
+	for _, addr := range []string{"127.0.0.1:99999", "127.0.0.1:08080", "localhost:http", "127.0.0.1:"} {
+		_, _, err := loadEnv(map[string]string{"LISTEN_ADDR": addr})
+		if err == nil || strings.Count(err.Error(), "\n") != 0 || !strings.Contains(err.Error(), "LISTEN_ADDR") {
+			t.Errorf("LISTEN_ADDR %q: %v; want one problem, naming LISTEN_ADDR", addr, err)
+		}
+	}
+}
+
 func TestDevelopmentModeDefaults(t *testing.T) {
 	t.Parallel()
 	cfg, warnings, err := loadEnv(nil)

@@ -219,9 +219,10 @@ func (s *redisStore) connection(ctx context.Context) (*redisConn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("redis dial %s: %w", s.addr, err)
 	}
-	nc.SetDeadline(time.Now().Add(redisCommandTimeout))                        // the TLS handshake, AUTH and SELECT
-	stop := context.AfterFunc(ctx, func() { nc.SetDeadline(time.Unix(1, 0)) }) // a /readyz probe waits less
-	step := "TLS"
+	raw := nc                                                                   // the AfterFunc's: nc may become TLS
+	raw.SetDeadline(time.Now().Add(redisCommandTimeout))                        // the TLS handshake, AUTH and SELECT
+	stop := context.AfterFunc(ctx, func() { raw.SetDeadline(time.Unix(1, 0)) }) // a /readyz probe waits less
+	step := map[bool]string{true: "TLS", false: "setup"}[s.useTLS]
 	if s.useTLS { // TLS 1.2 is the floor of RFC 8996
 		tc := tls.Client(nc, &tls.Config{ServerName: s.host, MinVersion: tls.VersionTLS12, RootCAs: s.roots})
 		nc, err = tc, tc.Handshake()
@@ -306,8 +307,12 @@ func (s *redisStore) do(ctx context.Context, args ...string) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	timer := time.NewTimer(redisCommandTimeout)
-	defer timer.Stop()
+	// A watchdog times the reply, so that a silent connection fails even when every caller gave up by its context.
+	late := time.AfterFunc(redisCommandTimeout, func() {
+		if len(call) == 0 { // no reply yet
+			c.fail(fmt.Errorf("redis %s: no reply within %v", args[0], redisCommandTimeout))
+		}
+	})
 	var v any
 	select {
 	case v = <-call:
@@ -317,13 +322,10 @@ func (s *redisStore) do(ctx context.Context, args ...string) (any, error) {
 		default:
 			return nil, c.err
 		}
-	case <-timer.C:
-		err := fmt.Errorf("redis %s: no reply within %v", args[0], redisCommandTimeout)
-		c.fail(err)
-		return nil, err
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return nil, ctx.Err() // the watchdog stays armed
 	}
+	late.Stop()
 	return v, replyError(v)
 }
 

@@ -293,15 +293,17 @@ type session struct {
 // verify is verifyToken behind a cache of the claims of tokens that passed, keyed by their exact bytes and bounded:
 // a hit skips the MAC and the parse, never the type or expiry check, and the session lookup (revocation) follows.
 func (s *server) verify(token, typ string) (claims, error) {
-	if v, ok := s.verified.Load(token); ok && v.(claims).Typ == typ && s.now().Unix()-v.(claims).Exp < leeway {
-		return v.(claims), nil
+	if v, ok := s.verified.Load(token); ok {
+		if c, now := v.(claims), s.now().Unix(); c.Typ == typ && now-c.Exp < leeway && c.Iat-now <= leeway {
+			return c, nil
+		}
 	}
 	c, err := verifyToken(token, s.keys, s.cfg.APIURL, typ, s.now())
 	if err == nil && s.verifiedN.Add(1)%maxVerified == 0 {
-		s.verified.Clear() // so it holds maxVerified tokens at most, a few MiB
+		s.verified.Clear() // so it holds maxVerified tokens at most
 	}
 	if err == nil {
-		s.verified.Store(token, c)
+		s.verified.Store(strings.Clone(token), c) // not the request's Cookie header, which token is a slice of
 	}
 	return c, err
 }
@@ -390,9 +392,6 @@ func (s *server) setCookie(w http.ResponseWriter, name, value string, ttl time.D
 	// MaxAge -1 is written as Max-Age=0: delete now.
 	c := &http.Cookie{Name: name, Value: value, Path: "/", HttpOnly: true, Secure: !s.cfg.Dev,
 		SameSite: http.SameSiteLaxMode, MaxAge: cmp.Or(max(-1, int(ttl/time.Second)), -1), Domain: s.cfg.CookieDomain}
-	if s.cfg.Dev {
-		c.Domain = ""
-	}
 	w.Header().Add("Set-Cookie", c.String())
 	w.Header().Set("Cache-Control", "no-store")
 }

@@ -143,10 +143,8 @@ func (s *server) serve(ctx context.Context, ln net.Listener) error {
 	s.log.Info("shutting down: draining requests and deliveries in flight")
 	grace, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
-	if err := srv.Shutdown(grace); err != nil {
-		s.log.Warn("shutdown grace over: closing the remaining connections", "err", err)
-		srv.Close()
-	}
+	srv.Shutdown(grace)
+	srv.Close() // what the grace did not end
 	drained := make(chan struct{})
 	go func() { s.background.Wait(); close(drained) }()
 	select {
@@ -464,7 +462,7 @@ func loadConfig(getenv func(string) string) (cfg config, warnings []string, err 
 	cfg.ListenAddr = env("LISTEN_ADDR", "127.0.0.1:8080")
 	listenHost, port, err := net.SplitHostPort(cfg.ListenAddr)
 	need(err == nil && validPort(port), "LISTEN_ADDR %q is not host:port", cfg.ListenAddr)
-	local := "http://localhost:" + cmp.Or(port, "8080") // development mode's origin, on the port it listens on
+	local := "http://localhost:" + map[bool]string{true: port, false: "8080"}[validPort(port) && port != "0"] // dev mode's origin
 	cfg.DashboardURL, err = parseOrigin(env("DASHBOARD_URL", local))
 	need(err == nil, "DASHBOARD_URL: %v", err)
 	_, cfg.Dev = swapLoopback(cfg.DashboardURL) // an http://localhost or http://127.0.0.1 origin
@@ -544,7 +542,8 @@ func loadConfig(getenv func(string) string) (cfg config, warnings []string, err 
 		// In clear text the password and every code cross the network: only a relay on this machine may.
 		need(cfg.SMTP.TLS != "none" || isLoopback(cfg.SMTP.Host), "SMTP_TLS none is allowed only for a loopback SMTP_HOST, not %q", cfg.SMTP.Host)
 	}
-	cfg.MembersFile, cfg.CookieDomain = env("MEMBERS_FILE", ""), env("COOKIE_DOMAIN", "")
+	// Plain http in development mode carries no Domain cookies.
+	cfg.MembersFile, cfg.CookieDomain = env("MEMBERS_FILE", ""), map[bool]string{false: env("COOKIE_DOMAIN", "")}[cfg.Dev]
 	need(cfg.MembersFile != "" || cfg.Dev || cfg.WorkOS, "MEMBERS_FILE is required: without it nobody may sign in with email+code")
 	need(!strings.ContainsAny(cfg.CookieDomain, " ;,\"\t\r\n"), "COOKIE_DOMAIN %q is not a domain", cfg.CookieDomain)
 	for _, raw := range strings.Split(env("TRUSTED_PROXIES", ""), ",") {

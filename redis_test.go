@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
@@ -1398,4 +1399,71 @@ func BenchmarkRedisSetNXParallel(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestRedisSilentConnectionIsReplaced: a connection whose replies stop (a primary gone without closing it) is ended
+// by the reply watchdog even when every caller gives up sooner by its own context, as /readyz's 800 ms probe does;
+// the next command dials again and the pod turns ready. The same holds once abandoned commands fill the pipeline.
+func TestRedisSilentConnectionIsReplaced(t *testing.T) {
+	t.Parallel()
+	p := startFakeRedisPeer(t, func(conn int, args []string) (string, bool) {
+		if conn == 1 {
+			return "", false // the first connection never answers
+		}
+		return redisLike(conn, args)
+	})
+	ts := newTestServer(t, testEnv("REDIS_URL", p.URL()))
+	ready := false
+	for deadline := time.Now().Add(3 * redisCommandTimeout); !ready && time.Now().Before(deadline); {
+		ready = ts.get("/readyz").Code == http.StatusOK
+	}
+	if conns, _, _ := p.counts(); !ready || conns < 2 {
+		t.Fatalf("readyz ready %v after %v, %d connections dialed; want the silent one replaced", ready, 3*redisCommandTimeout, conns)
+	}
+
+	full := startFakeRedisPeer(t, replyAlways(""))
+	s := newTestRedisStore(t, full.URL())
+	var wg sync.WaitGroup
+	for range maxInFlight + 10 {
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+			defer cancel()
+			s.Ping(ctx)
+		})
+	}
+	wg.Wait()
+	select {
+	case <-liveConn(s).dead:
+	case <-time.After(2 * redisCommandTimeout):
+		t.Fatal("a connection full of abandoned commands was never ended")
+	}
+}
+
+// TestRedisTLSFailureRacingCancel: a TLS peer that hangs up while the caller's context ends; under -race this caught
+// the context's wake-up reading the connection variable the handshake was replacing.
+func TestRedisTLSFailureRacingCancel(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { c.Read(make([]byte, 1)); time.Sleep(200 * time.Microsecond); c.Close() }()
+		}
+	}()
+	s := newTestRedisStore(t, "rediss://"+ln.Addr().String())
+	for i := range 3000 {
+		ctx, cancel := context.WithCancel(context.Background())
+		go func() { time.Sleep(time.Duration(150+i%100) * time.Microsecond); cancel() }()
+		if err := s.Ping(ctx); err == nil {
+			t.Fatal("a TLS handshake that the peer hung up on passed")
+		}
+		cancel()
+	}
 }

@@ -18,6 +18,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 const (
@@ -325,6 +326,24 @@ func TestVerifyCacheIsBounded(t *testing.T) {
 	}
 	if _, err := ts.verify(jwtMustSign(t, ts.keys[0], c), "refresh"); err == nil {
 		t.Fatal("a cached access token passed as a refresh token")
+	}
+	// The cache keeps its own copy of a token, not the request's Cookie header it was a slice of.
+	header := strings.Repeat("x", 32<<10) + jwtMustSign(t, ts.keys[0], claims{Iss: c.Iss, Aud: c.Aud, Sub: c.Sub,
+		Email: c.Email, Org: c.Org, Sid: c.Sid, Typ: c.Typ, Jti: "in a header", Iat: c.Iat, Exp: c.Exp})
+	token := header[32<<10:]
+	if _, err := ts.verify(token, "access"); err != nil {
+		t.Fatal(err)
+	}
+	ts.verified.Range(func(k, _ any) bool {
+		if unsafe.StringData(k.(string)) == unsafe.StringData(token) {
+			t.Error("the cache holds a slice of the request's header")
+		}
+		return true
+	})
+	// A clock stepped back makes a cached token "issued in the future" as it would an uncached one.
+	ts.clock.Advance(-2 * time.Minute)
+	if _, err := ts.verify(token, "access"); !errors.Is(err, errTokenFromFuture) {
+		t.Fatalf("a cached token issued in the future: %v", err)
 	}
 }
 
